@@ -1,0 +1,52 @@
+"""Test-wide set-up: DDS confined to loopback on a private domain, shared data paths.
+
+Every test run picks its own ROS_DOMAIN_ID (unless one is already set by ``make test``) and sets
+``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` before anything imports rclpy, so no DDS packet leaves
+loopback and parallel runs do not see each other.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+os.environ.pop("ROS_STATIC_PEERS", None)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")          # never download weights in tests
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+SAMPLE_DIR = SHARED / "dualtalk-sample"
+SAMPLE_CLIP = "xkHwlcDSOjc_sub_video_109_000"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The real DualTalk clip in ../shared/dualtalk-sample (skips cleanly when absent)."""
+    if not (SAMPLE_DIR / f"{SAMPLE_CLIP}_speaker1.npz").exists():
+        pytest.skip(f"shared sample data not present at {SAMPLE_DIR}")
+    return SAMPLE_DIR
+
+
+@pytest.fixture
+def ros_context():
+    """A fresh rclpy context for one test, shut down afterwards (nodes must use context=...)."""
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        yield ctx
+    finally:
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)
