@@ -50,3 +50,22 @@ def ros_context():
     finally:
         if ctx.ok():
             rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Path of a saved ``tiny``-preset DualTalk checkpoint with seeded random weights.
+
+    Built once per session (fork_rng keeps the global RNG of other tests untouched).
+    """
+    import torch
+
+    from dualtalk_core.checkpoint import save_checkpoint
+    from dualtalk_core.config import get_preset
+    from dualtalk_core.model import DualTalk
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = DualTalk(get_preset("tiny")).eval()
+    path = tmp_path_factory.mktemp("tiny_checkpoint") / "tiny.pt"
+    return save_checkpoint(path, model, extra={"seed": 0, "note": "random tiny weights (tests)"})

@@ -1,0 +1,394 @@
+#!/usr/bin/env python
+"""Streaming benchmarks: per-hop compute, real-time factor, peak RSS, streaming-vs-offline error,
+CPU speed-ups.  Prints Markdown tables.
+
+Why this shape: the targets in issue 5 are about the *streaming* path on the 2-core dev box
+(2 torch threads): ``cpu`` preset at default W/L/H should reach RTF <= 0.2, p95 per-hop compute
+<= 50 ms, peak RSS <= 1.5 GB, and stay within 10 % of the offline output's per-dim std.  Each
+preset runs in its own subprocess so peak RSS is that preset's alone.
+
+Input: the real sample clip in ``../shared/dualtalk-sample`` (agent = speaker 2, partner =
+speaker 1 with its tracked face), or synthetic noise bursts when it is absent.  Models have random
+weights unless ``--checkpoint`` names a trained one.  Pushes are realistic: 20 ms partner chunks,
+agent audio 300 ms ahead (TTS), each face frame once its audio has arrived.
+
+    python bench/bench_streaming.py                      # all sections, presets tiny,cpu,base,paper
+    python bench/bench_streaming.py --skip-paper --sections stream,diff
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SAMPLE = REPO.parent / "shared" / "dualtalk-sample"
+SAMPLE_CLIP = "xkHwlcDSOjc_sub_video_109_000"
+TARGETS = {"rtf": 0.2, "p95_ms": 50.0, "rss_mb": 1536.0, "diff": 0.10}
+WLH_SWEEP = [  # (window_s, lookahead_s, hop_s, crossfade_s)
+    (1.0, 0.2, 0.2, 0.16), (2.0, 0.4, 0.2, 0.2), (4.0, 0.4, 0.2, 0.2), (4.0, 0.8, 0.4, 0.4),
+    (8.0, 0.4, 0.4, 0.36), (8.0, 0.8, 0.4, 0.4), (8.0, 2.0, 0.8, 0.8)]
+
+
+# ------------------------------------------------------------------------------------------ data
+def load_clip(seconds: float, sample_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(partner audio, agent audio, partner motion [T,56], description), ``seconds`` long."""
+    from dualtalk_core.layout import SAMPLE_RATE, flame56_from_npz, num_frames_for_samples
+
+    n = int(round(seconds * SAMPLE_RATE))
+    npz = sample_dir / f"{SAMPLE_CLIP}_speaker1.npz"
+    if npz.exists():
+        from dualtalk_core.audio_io import load_wav
+
+        partner = load_wav(sample_dir / f"{SAMPLE_CLIP}_speaker1.wav")
+        agent = load_wav(sample_dir / f"{SAMPLE_CLIP}_speaker2.wav")
+        motion = flame56_from_npz(np.load(npz), str(npz))
+        n = min(n, partner.shape[0], agent.shape[0])
+        desc = f"sample clip {SAMPLE_CLIP} ({n / SAMPLE_RATE:.1f} s)"
+    else:
+        rng = np.random.default_rng(0)
+        t = np.arange(n) / SAMPLE_RATE
+        env = (np.sin(2 * np.pi * 0.2 * t) > 0).astype(np.float32)
+        partner = (0.1 * rng.standard_normal(n) * env).astype(np.float32)
+        agent = (0.1 * rng.standard_normal(n) * (1 - env)).astype(np.float32)
+        ft = np.arange(num_frames_for_samples(n))[:, None] / 25.0
+        motion = (0.3 * np.sin(2 * np.pi * (0.2 + np.arange(56)[None] / 40) * ft)).astype(np.float32)
+        desc = f"synthetic noise bursts ({n / SAMPLE_RATE:.1f} s; sample clip absent)"
+    frames = num_frames_for_samples(n)
+    motion = motion[:frames]
+    if motion.shape[0] < frames:
+        motion = np.concatenate([motion, np.repeat(motion[-1:], frames - motion.shape[0], 0)])
+    return partner[:n], agent[:n], motion, desc
+
+
+def build_model(preset: str, checkpoint: str | None, seed: int = 0):
+    import torch
+
+    if checkpoint:
+        from dualtalk_core.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(checkpoint, map_location="cpu")
+        return model.eval()
+    from dualtalk_core.config import get_preset
+    from dualtalk_core.model import DualTalk
+
+    torch.manual_seed(seed)
+    return DualTalk(get_preset(preset)).eval()
+
+
+def stream(model, cfg, partner, agent, motion, device="cpu", chunk=320, agent_ahead_s=0.3):
+    """Feed like a live system; returns (weights [T,56], engine.stats, engine.counters)."""
+    from dualtalk_core.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
+    from dualtalk_core.streaming import StreamingEngine
+
+    engine = StreamingEngine(model, cfg, device=device)
+    ahead = int(agent_ahead_s * SAMPLE_RATE)
+    engine.push_agent_audio(agent[:ahead], 0)
+    frames, next_face = [], 0
+    for pos in range(0, partner.shape[0], chunk):
+        if pos + ahead < agent.shape[0]:
+            engine.push_agent_audio(agent[pos + ahead: pos + ahead + chunk], pos + ahead)
+        engine.push_partner_audio(partner[pos: pos + chunk], pos)
+        clock = min(pos + chunk, partner.shape[0])
+        while next_face < motion.shape[0] and (next_face + 1) * SAMPLES_PER_FRAME <= clock:
+            engine.push_partner_motion(motion[next_face], next_face / 25.0)
+            next_face += 1
+        frames += engine.pull()
+    frames += engine.flush()
+    return np.stack([f.weights for f in frames]), engine.stats, dict(engine.counters)
+
+
+def offline(model, partner, agent, motion, device="cpu"):
+    import torch
+
+    with torch.inference_mode():
+        out = model(torch.from_numpy(agent)[None].to(device), torch.from_numpy(partner)[None].to(device),
+                    torch.from_numpy(motion)[None].to(device), normalize_audio=True)
+    return out[0].float().cpu().numpy()
+
+
+def rel_diff(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Mean over the 56 dims of mean|pred - ref| / std(ref) (per-dim std over time)."""
+    t = min(pred.shape[0], ref.shape[0])
+    std = ref[:t].std(axis=0)
+    std = np.where(std > 1e-8, std, 1e-8)
+    return float((np.abs(pred[:t] - ref[:t]).mean(axis=0) / std).mean())
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ------------------------------------------------------------------------------------------ workers
+def worker_stream(args) -> dict:
+    """One preset: warm up, then a full streaming run; per-hop timings, RTF, peak RSS."""
+    import torch
+
+    from dualtalk_core.streaming import default_streaming_config
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    model = build_model(args.preset, args.checkpoint).to(args.device)
+    build_s = time.perf_counter() - t0
+    cfg = default_streaming_config(args.preset)
+    partner, agent, motion, desc = load_clip(args.clip_seconds, Path(args.sample_dir))
+    warm = int(min(partner.shape[0], (cfg.window_s + cfg.lookahead_s + 2 * cfg.hop_s) * 16000))
+    if args.preset != "paper":
+        stream(model, cfg, partner[:warm], agent[:warm], motion[: -(-warm // 640)], args.device)
+    else:  # one short forward only: a paper-sized warm-up costs as much as the run itself
+        offline(model, partner[:12800], agent[:12800], motion[:20], args.device)
+    _, stats, counters = stream(model, cfg, partner, agent, motion, args.device)
+    return dict(preset=args.preset, params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+                build_s=build_s, clip=desc, clip_s=partner.shape[0] / 16000, config=cfg.to_dict(),
+                stats=stats, rss_mb=peak_rss_mb(), threads=torch.get_num_threads(),
+                face_filled=counters["partner_face_filled_frames"])
+
+
+def _variant_model(model, variant: str):
+    """Apply one CPU speed-up; returns a callable with the model's forward signature."""
+    import torch
+
+    if variant in ("fp32", "fp32-1thread"):
+        return model
+    if variant == "int8-dynamic":
+        # nn.TransformerEncoderLayer's fast-path probe reads ``linear1.weight``, which is a method
+        # on a quantised Linear; without the fast path the layers run their plain Python forward.
+        torch.backends.mha.set_fastpath_enabled(False)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM},
+                                                      dtype=torch.qint8)
+    if variant == "bf16-autocast":
+        class Autocast(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, *a, **k):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return self.inner(*a, **k).float()
+        return Autocast(model).eval()
+    if variant == "torch.compile":
+        return torch.compile(model)
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def worker_speedup(args) -> dict:
+    """One (preset, variant): steady-state hop = forward on a (W+L) window of the clip."""
+    import torch
+
+    from dualtalk_core.streaming import default_streaming_config
+
+    torch.set_num_threads(1 if args.variant == "fp32-1thread" else args.threads)
+    base = build_model(args.preset, args.checkpoint)
+    cfg = default_streaming_config(args.preset)
+    partner, agent, motion, _ = load_clip(max(args.clip_seconds, cfg.window_s + cfg.lookahead_s),
+                                          Path(args.sample_dir))
+    n = int(round((cfg.window_s + cfg.lookahead_s) * 16000))
+    off = min(16000, partner.shape[0] - n) if partner.shape[0] > n else 0
+    sl = slice(off, off + n)
+    p, a, m = partner[sl], agent[sl], motion[off // 640: off // 640 + n // 640]
+    ref = offline(base, p, a, m)
+    model = _variant_model(base, args.variant)
+    t0 = time.perf_counter()
+    out = offline(model, p, a, m)                      # warm-up (compiles for torch.compile)
+    first_s = time.perf_counter() - t0
+    times = []
+    for _ in range(args.reps):
+        t0 = time.perf_counter()
+        out = offline(model, p, a, m)
+        times.append((time.perf_counter() - t0) * 1000)
+    hop_ms = float(np.median(times))
+    return dict(preset=args.preset, variant=args.variant, threads=torch.get_num_threads(),
+                window_s=n / 16000, hop_s=cfg.hop_s, hop_ms=hop_ms, rtf=hop_ms / 1000 / cfg.hop_s,
+                first_s=first_s, max_err=float(np.abs(out - ref).max()),
+                mean_err=float(np.abs(out - ref).mean()), rel=rel_diff(out, ref), rss_mb=peak_rss_mb())
+
+
+def run_worker(kind: str, preset: str, args, variant: str = "", timeout: float = 1800) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--preset", preset, "--threads", str(args.threads),
+           "--sample-dir", str(args.sample_dir), "--device", args.device, "--reps", str(args.reps),
+           "--clip-seconds", str(args.paper_clip_seconds if preset == "paper" else args.clip_seconds)]
+    if variant:
+        cmd += ["--variant", variant]
+    if args.checkpoint and preset == "checkpoint":
+        cmd += ["--checkpoint", args.checkpoint]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+    return {"error": f"exit {proc.returncode}: {tail[0][:120]}"}
+
+
+# ------------------------------------------------------------------------------------------ tables
+def ok(value: float, target: float) -> str:
+    return "met" if value <= target else "MISSED"
+
+
+def section_stream(args, presets: list[str]) -> list[str]:
+    lines = ["## Streaming per preset", "",
+             f"{args.threads} torch threads, device {args.device}, one subprocess per preset "
+             "(peak RSS is that preset alone, Python + torch included). Default W/L/H per preset "
+             "(`default_streaming_config`); 20 ms partner chunks, agent audio 300 ms ahead.", "",
+             "| preset | params (M) | W / L / H (s) | clip (s) | hops | hop p50 ms | hop p95 ms | "
+             "hop p99 ms | RTF | peak RSS MB | latency (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    results = {}
+    for preset in presets:
+        r = run_worker("stream", preset, args)
+        results[preset] = r
+        if "error" in r:
+            lines.append(f"| {preset} | - | - | - | - | - | - | - | - | - | {r['error']} |")
+            continue
+        s, c = r["stats"], r["config"]
+        lines.append(
+            f"| {preset} | {r['params_m']:.1f} | {c['window_s']:g} / {c['lookahead_s']:g} / {c['hop_s']:g} | "
+            f"{r['clip_s']:.1f} | {s['hops']:.0f} | {s['hop_ms_p50']:.1f} | {s['hop_ms_p95']:.1f} | "
+            f"{s['hop_ms_p99']:.1f} | {s['rtf']:.3f} | {r['rss_mb']:.0f} | {s['latency_s']:.2f} |")
+    if "cpu" in results and "error" not in results["cpu"]:
+        r = results["cpu"]
+        lines += ["", f"`cpu` targets: RTF {r['stats']['rtf']:.3f} <= 0.2 {ok(r['stats']['rtf'], 0.2)}; "
+                  f"p95 {r['stats']['hop_ms_p95']:.1f} ms <= 50 ms {ok(r['stats']['hop_ms_p95'], 50)}; "
+                  f"peak RSS {r['rss_mb']:.0f} MB <= 1536 MB {ok(r['rss_mb'], 1536)}."]
+    if results:
+        first = next(iter(v for v in results.values() if "clip" in v), None)
+        if first:
+            lines += ["", f"Input: {first['clip']}."]
+    return lines + [""]
+
+
+def section_diff(args) -> list[str]:
+    import torch
+
+    from dualtalk_core.streaming import StreamingConfig
+
+    torch.set_num_threads(args.threads)
+    preset = args.diff_preset
+    model = build_model(preset, args.checkpoint)
+    partner, agent, motion, desc = load_clip(args.clip_seconds, Path(args.sample_dir))
+    ref = offline(model, partner, agent, motion)
+    std = float(ref.std(axis=0).mean())
+    lines = ["## Streaming vs offline", "",
+             f"Model: {'checkpoint ' + args.checkpoint if args.checkpoint else preset + ' preset, random weights'}; "
+             f"input: {desc}. Error = mean over the 56 dims of mean|streaming - offline| / offline per-dim "
+             f"std (target <= {TARGETS['diff']:.2f}); offline per-dim std averages {std:.4f}.", "",
+             "| W (s) | L (s) | H (s) | crossfade (s) | norm | latency L+H (s) | hop p50 ms | RTF | error / std |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    rows = [(w, la, h, cf, "running") for w, la, h, cf in WLH_SWEEP]
+    rows.insert(2, (2.0, 0.4, 0.2, 0.2, "window"))
+    for w, la, h, cf, norm in rows:
+        cfg = StreamingConfig(window_s=w, lookahead_s=la, hop_s=h, crossfade_s=cf, norm_mode=norm)
+        pred, stats, _ = stream(model, cfg, partner, agent, motion)
+        lines.append(f"| {w:g} | {la:g} | {h:g} | {cf:g} | {norm} | {la + h:.2f} | "
+                     f"{stats['hop_ms_p50']:.1f} | {stats['rtf']:.3f} | {rel_diff(pred, ref):.3f} |")
+    # floor: the model itself on independent windows (no streaming engine involved)
+    for win_s in (2.4, 8.0):
+        f = int(win_s * 25)
+        parts = []
+        for s in range(0, motion.shape[0], f):
+            a, b = s * 640, min((s + f) * 640, partner.shape[0])
+            parts.append(offline(model, partner[a:b], agent[a:b], motion[s: s + f]))
+        lines.append(f"| (offline on independent {win_s:g} s blocks, no engine) | | | | per-block | | | | "
+                     f"{rel_diff(np.concatenate(parts), ref):.3f} |")
+    return lines + [""]
+
+
+def section_speedups(args, presets: list[str]) -> list[str]:
+    variants = ["fp32", "fp32-1thread", "int8-dynamic", "bf16-autocast", "torch.compile"]
+    lines = ["## CPU speed-ups (steady-state hop)", "",
+             "Hop compute = one forward on a full (W+L) window of the clip, median of "
+             f"{args.reps} runs after a warm-up; RTF = hop compute / H. Error vs the float32 output "
+             "on the same window (max and mean absolute, and mean/std as above).", "",
+             "| preset | variant | threads | window (s) | hop ms | RTF | first call s | max abs err | "
+             "mean abs err | err / std | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for preset in presets:
+        best = None
+        for variant in variants:
+            if preset == "paper" and variant == "torch.compile" and not args.paper_compile:
+                lines.append(f"| {preset} | {variant} | - | - | - | - | - | - | - | - | skipped "
+                             "(--paper-compile) |")
+                continue
+            r = run_worker("speedup", preset, args, variant=variant, timeout=args.variant_timeout)
+            if "error" in r:
+                lines.append(f"| {preset} | {variant} | - | - | - | - | - | - | - | - | {r['error']} |")
+                continue
+            lines.append(
+                f"| {preset} | {variant} | {r['threads']} | {r['window_s']:.1f} | {r['hop_ms']:.1f} | "
+                f"{r['rtf']:.3f} | {r['first_s']:.1f} | {r['max_err']:.2e} | {r['mean_err']:.2e} | "
+                f"{r['rel']:.4f} | {r['rss_mb']:.0f} |")
+            if r["max_err"] <= 1e-2 and (best is None or r["hop_ms"] < best[1]):
+                best = (variant, r["hop_ms"])
+        if best:
+            lines.append(f"| {preset} | **best within 1e-2: {best[0]}** | | | {best[1]:.1f} | | | | | | |")
+    return lines + [""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="tiny,cpu,base,paper")
+    ap.add_argument("--skip-paper", action="store_true", help="leave out the (slow, 630 M) paper preset")
+    ap.add_argument("--sections", default="stream,diff,speedups")
+    ap.add_argument("--speedup-presets", default="cpu,paper")
+    ap.add_argument("--diff-preset", default="cpu")
+    ap.add_argument("--clip-seconds", type=float, default=30.0)
+    ap.add_argument("--paper-clip-seconds", type=float, default=3.2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--variant-timeout", type=float, default=900.0)
+    ap.add_argument("--paper-compile", action="store_true", help="also torch.compile the paper preset")
+    ap.add_argument("--checkpoint", default=None, help="trained checkpoint (diff section + a stream row)")
+    ap.add_argument("--sample-dir", default=str(DEFAULT_SAMPLE))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--preset", default="cpu", help=argparse.SUPPRESS)
+    ap.add_argument("--variant", default="fp32", help=argparse.SUPPRESS)
+    ap.add_argument("--omp-wait-policy", default="PASSIVE",
+                    help="OMP_WAIT_POLICY for the benchmark processes (PASSIVE: idle OpenMP "
+                    "workers sleep instead of spinning, which on a shared/loaded CPU is the "
+                    "difference between ~60 ms and ~900 ms per hop with 2 threads); '' = leave")
+    args = ap.parse_args(argv)
+    if args.omp_wait_policy:   # before torch is imported here or in any worker
+        os.environ.setdefault("OMP_WAIT_POLICY", args.omp_wait_policy)
+
+    if args.worker:
+        if args.preset == "checkpoint":
+            args.preset = "cpu"
+        result = worker_stream(args) if args.worker == "stream" else worker_speedup(args)
+        print("RESULT " + json.dumps(result))
+        return 0
+
+    if args.device != "cpu":
+        import torch
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            print(f"device {args.device} not available; no GPU table")
+            return 1
+    presets = [p for p in args.presets.split(",") if p and not (args.skip_paper and p == "paper")]
+    sections = args.sections.split(",")
+    header = [f"# Streaming benchmarks ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
+              f"Host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
+              f"(shared machine: timings are noisy); OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}.",
+              ""]
+    print("\n".join(header), flush=True)
+    if "stream" in sections:
+        rows = presets + (["checkpoint"] if args.checkpoint else [])
+        print("\n".join(section_stream(args, rows)), flush=True)
+    if "diff" in sections:
+        print("\n".join(section_diff(args)), flush=True)
+    if "speedups" in sections:
+        sp = [p for p in args.speedup_presets.split(",") if p in presets]
+        print("\n".join(section_speedups(args, sp)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

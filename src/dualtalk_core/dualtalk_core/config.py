@@ -1,0 +1,253 @@
+"""DualTalkConfig: the one validated dataclass that sizes and switches every part of the model.
+
+Defaults reproduce the released DualTalk network (see ``shared/spec/released-dualtalk-model.md``);
+the paper's options (alignment-biased attention, ReLU around the modulation) and the Table 6
+ablations are flags whose default is the released behaviour. Presets (``paper``, ``base``,
+``cpu``, ``tiny``) are named configs; ``get_preset(name)`` returns a fresh copy.
+
+Bad values raise ``ValueError`` naming the field, the expected values and what was given, so a
+typo in a YAML file fails at load time instead of deep inside ``torch``.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FRONTENDS = ("wav2vec2", "logmel", "mfcc")
+MODULATION_ACTIVATIONS = ("none", "relu")
+
+# facebook/wav2vec2-large-960h-lv60-self (the paper's audio encoder): only the values that differ
+# from transformers' Wav2Vec2Config defaults, so the dict stays readable and round-trips in YAML.
+WAV2VEC2_LARGE_LV60: dict[str, Any] = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "do_stable_layer_norm": True,
+    "feat_extract_norm": "layer",
+    "conv_bias": True,
+    "feat_proj_dropout": 0.1,
+    "layerdrop": 0.1,
+    "mask_time_prob": 0.05,
+}
+# facebook/wav2vec2-base-960h sizes.
+WAV2VEC2_BASE: dict[str, Any] = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "do_stable_layer_norm": False,
+    "feat_extract_norm": "group",
+    "conv_bias": False,
+    "feat_proj_dropout": 0.1,
+    "layerdrop": 0.1,
+    "mask_time_prob": 0.05,
+}
+# A tiny random wav2vec2 (same layer types as the large one, total conv stride 320 = 50 Hz) so
+# tests exercise the real wav2vec2 code path in milliseconds.
+WAV2VEC2_TINY: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [32, 32, 32],
+    "conv_kernel": [10, 8, 8],
+    "conv_stride": [5, 8, 8],
+    "num_feat_extract_layers": 3,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "do_stable_layer_norm": True,
+    "feat_extract_norm": "layer",
+    "conv_bias": True,
+    "layerdrop": 0.0,
+    "mask_time_prob": 0.05,
+}
+
+
+@dataclass
+class DualTalkConfig:
+    """Every size and switch of :class:`dualtalk_core.model.DualTalk`.
+
+    Defaults = the released model (``paper`` preset). Dimensions derived from ``d_model``:
+    partner-motion encoder 56 -> d/2 -> d, interaction width 2d.
+    """
+
+    # --- joint encoder: audio front end ---------------------------------------------------------
+    audio_frontend: str = "wav2vec2"
+    """``wav2vec2`` (released), ``logmel`` or ``mfcc`` (the paper's MFCC ablation; light, CPU)."""
+    wav2vec2: dict[str, Any] | str = field(default_factory=lambda: dict(WAV2VEC2_LARGE_LV60))
+    """Hugging Face ``Wav2Vec2Config`` keyword arguments (random init), or a LOCAL directory
+    holding a pretrained wav2vec2 (``config.json`` + weights), loaded with ``local_files_only``."""
+    freeze_feature_extractor: bool = True
+    """Freeze the wav2vec2 conv feature extractor (released: frozen)."""
+    n_mels: int = 80
+    n_mfcc: int = 40
+    frontend_hidden: int = 256
+    """Width of the light (logmel/mfcc) audio encoder's output."""
+    frontend_layers: int = 2
+    """Conv1d layers of the light audio encoder."""
+    normalize_audio: bool = True
+    """Per-clip waveform normalisation (x - mean) / sqrt(var + 1e-7), like the released code."""
+
+    # --- sizes ---------------------------------------------------------------------------------
+    d_model: int = 256
+    enhancer_heads: int = 4
+    lstm_layers: int = 2
+    interaction_layers: int = 3
+    interaction_heads: int = 4
+    interaction_ffn: int = 2048
+    decoder_layers: int = 1
+    decoder_heads: int = 4
+    decoder_ffn: int = 2048
+
+    # --- dropout -------------------------------------------------------------------------------
+    transformer_dropout: float = 0.1
+    """Dropout inside the interaction encoder / synthesis decoder layers (PyTorch default)."""
+    attention_dropout: float = 0.0
+    """Dropout on the attention weights of the stand-alone attention blocks (released: 0)."""
+    interaction_dropout: float = 0.5
+    """Dropout after the interaction module's self-attention (released: 0.5)."""
+
+    # --- paper options -------------------------------------------------------------------------
+    modulation_scale: float = 0.1
+    modulation_activation: str = "none"
+    """``none`` (released code) or ``relu`` (the paper's equation)."""
+    alignment_bias: bool = False
+    """FaceFormer-style masks in the synthesis decoder: periodic biased self-attention and
+    frame-aligned cross-attention. The released code has none (False)."""
+    alignment_period: int = 25
+
+    # --- ablations (paper Table 6); all True = full model ---------------------------------------
+    use_partner_audio: bool = True
+    use_partner_motion: bool = True
+    use_temporal_enhancer: bool = True
+    use_interaction: bool = True
+    use_modulation: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        def bad(name: str, expected: str) -> None:
+            raise ValueError(f"DualTalkConfig.{name}: expected {expected}, got "
+                             f"{getattr(self, name)!r}")
+
+        if self.audio_frontend not in FRONTENDS:
+            bad("audio_frontend", f"one of {FRONTENDS}")
+        if self.modulation_activation not in MODULATION_ACTIVATIONS:
+            bad("modulation_activation", f"one of {MODULATION_ACTIVATIONS}")
+        if isinstance(self.wav2vec2, Path):
+            self.wav2vec2 = str(self.wav2vec2)
+        if not isinstance(self.wav2vec2, (dict, str)):
+            bad("wav2vec2", "a dict of Wav2Vec2Config arguments or a local directory path")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("bool",) and not isinstance(value, bool):
+                bad(f.name, "a bool")
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)
+                                    or value < 1):
+                bad(f.name, "a positive int")
+            if f.type == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    bad(f.name, "a number")
+                setattr(self, f.name, float(value))
+        for name in ("transformer_dropout", "attention_dropout", "interaction_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                bad(name, "a probability in [0, 1)")
+        if self.d_model % self.enhancer_heads:
+            bad("enhancer_heads", f"a divisor of d_model={self.d_model}")
+        if (2 * self.d_model) % self.interaction_heads:
+            bad("interaction_heads", f"a divisor of 2*d_model={2 * self.d_model}")
+        if (2 * self.d_model) % self.decoder_heads:
+            bad("decoder_heads", f"a divisor of 2*d_model={2 * self.d_model}")
+        if self.d_model % 2:
+            bad("d_model", "an even number (the BiLSTM has d_model/2 units per direction)")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DualTalkConfig":
+        """Build from a plain dict; unknown keys raise ``ValueError`` naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"DualTalkConfig: expected a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"DualTalkConfig: unknown field(s) {unknown}; known fields: "
+                             f"{sorted(known)}")
+        return cls(**copy.deepcopy(data))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML text of the config; also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> "DualTalkConfig":
+        """Load from a YAML file path, or from YAML text (anything containing a newline/colon)."""
+        text = str(source)
+        if isinstance(source, Path) or not ("\n" in text or ": " in text or text.startswith("{")):
+            path = Path(text)
+            if not path.exists():
+                raise FileNotFoundError(f"config file not found: {path}")
+            text = path.read_text()
+        data = yaml.safe_load(text) or {}
+        if "model" in data and isinstance(data["model"], dict) and "d_model" not in data:
+            data = data["model"]  # allow a whole training YAML with a `model:` section
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> "DualTalkConfig":
+        """A validated copy with some fields changed (unknown names raise ``ValueError``)."""
+        data = self.to_dict()
+        data.update(changes)
+        return DualTalkConfig.from_dict(data)
+
+    # ------------------------------------------------------------------ helpers
+    def wav2vec2_config(self):
+        """The ``transformers.Wav2Vec2Config`` this config describes (no download ever)."""
+        from transformers import Wav2Vec2Config
+
+        if isinstance(self.wav2vec2, str):
+            path = Path(self.wav2vec2)
+            if path.is_file() and path.suffix == ".json":
+                return Wav2Vec2Config(**json.loads(path.read_text()))
+            if not (path / "config.json").is_file():
+                raise ValueError(f"DualTalkConfig.wav2vec2: {path} is not a local directory with "
+                                 "a config.json (downloads are never attempted)")
+            return Wav2Vec2Config.from_pretrained(str(path), local_files_only=True)
+        return Wav2Vec2Config(**self.wav2vec2)
+
+
+PRESETS: dict[str, DualTalkConfig] = {
+    # The released model: two wav2vec2-large-lv60 encoders, d=256 (~630 M parameters).
+    "paper": DualTalkConfig(),
+    # wav2vec2-base sized encoders, same head.
+    "base": DualTalkConfig(wav2vec2=dict(WAV2VEC2_BASE)),
+    # Light log-mel front end and a narrower head: many times faster than real time on 2 cores.
+    "cpu": DualTalkConfig(audio_frontend="logmel", wav2vec2={}, n_mels=80, frontend_hidden=192,
+                          frontend_layers=2, d_model=128, interaction_layers=2,
+                          interaction_ffn=512, decoder_ffn=512),
+    # For tests: tiny random wav2vec2 and head, exercises the wav2vec2 path in milliseconds.
+    "tiny": DualTalkConfig(wav2vec2=dict(WAV2VEC2_TINY), d_model=32, interaction_layers=1,
+                           interaction_ffn=64, decoder_ffn=64),
+}
+"""Named presets; use :func:`get_preset` to get a copy you may modify."""
+
+
+def get_preset(name: str) -> DualTalkConfig:
+    """A fresh copy of preset ``name``; ``ValueError`` naming the known presets otherwise."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])

@@ -1,0 +1,204 @@
+"""``bag evaluate``: replay a bag through the live graph, record its outputs, score, report.
+
+Per bag: start the graph (``graph.GraphProcess``; or use one already running with
+``graph=None``), wait until it subscribes the input topics, replay the inputs with their timing
+while recording the outputs to ``<out>/<bag>/output_bag``, wait for the last frames, stop the
+graph, then score the recording (``score.score_bag``) and write the report
+(``report.write_bag_report``). A directory of bags gives one report per bag plus a summary.
+Failures (unreadable bag, missing topic, graph crash) end in a report with the error and
+whatever was measured, never in a traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import bagio
+from .graph import GraphError, GraphOptions, GraphProcess
+from .inputs import InputBag, read_input_bag
+from .make import BagTopics
+from .record import BagRecorder
+from .replay import BagReplayer, ReplayLog, ReplayOptions
+from .report import write_bag_report, write_summary
+from .score import BagEvaluation, OutputTopics, score_bag
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluateOptions:
+    """Everything ``bag evaluate`` can be told. ``graph=None``: a graph is already running."""
+
+    inputs: BagTopics = field(default_factory=BagTopics)
+    outputs: OutputTopics = field(default_factory=OutputTopics)
+    graph: GraphOptions | None = field(default_factory=GraphOptions)
+    rate: float = 1.0
+    publish_clock: bool = False
+    storage: str = "mcap"
+    drain_idle_s: float = 3.0      # stop waiting when no output arrived for this long ...
+    drain_max_s: float = 30.0      # ... or after this long past the end of the replay
+    discovery_timeout_s: float = 30.0
+    sid_fit_on: str = "pred"
+    plot: bool = True
+
+
+def _replay_topics(inp: InputBag, topics: BagTopics) -> list[str]:
+    return [t for t in (topics.partner_audio, topics.agent_audio, topics.partner_face)
+            if t in inp.topics]
+
+
+def _spin_in_thread(executor, stop: threading.Event) -> threading.Thread:
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    th = threading.Thread(target=spin, name="bag-eval-spin", daemon=True)
+    th.start()
+    return th
+
+
+def run_live(inp: InputBag, out_dir: Path, options: EvaluateOptions
+             ) -> tuple[Path | None, ReplayLog | None, list[str]]:
+    """Graph + replay + record for one bag. Returns (output bag, replay log, errors)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    errors: list[str] = []
+    out_bag = out_dir / "output_bag"
+    graph = None
+    if options.graph is not None:
+        graph = GraphProcess(options.graph, out_dir / "graph.log")
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("dualtalk_bag_evaluate", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    stop = threading.Event()
+    spin_thread = None
+    recorder = replayer = log = None
+    replay_topics = _replay_topics(inp, options.inputs)
+    try:
+        recorder = BagRecorder(node, out_bag, options.outputs.types(), storage=options.storage,
+                               overwrite=True, custom_data={"dualtalk.input_bag": str(inp.path)})
+        spin_thread = _spin_in_thread(executor, stop)
+        if graph is not None:
+            graph.start()
+            graph.wait_ready(node, subscribed=[t for t in replay_topics
+                                               if t != options.inputs.partner_face],
+                             published=[options.outputs.blendshapes])
+            LOG.info("graph ready")
+        replayer = BagReplayer(node, inp.path, ReplayOptions(
+            rate=options.rate, topics=replay_topics, publish_clock=options.publish_clock,
+            wait_for_subscribers_s=options.discovery_timeout_s,
+            wait_topics=[options.inputs.partner_audio], start_delay_s=1.0))
+        # the recorder must be matched with the graph's publisher before frames flow
+        if not recorder.wait_matched(options.outputs.blendshapes, options.discovery_timeout_s):
+            errors.append(f"no publisher of {options.outputs.blendshapes!r} matched within "
+                          f"{options.discovery_timeout_s:.0f} s; recording anyway")
+        LOG.info("replaying %s at rate %s", inp.path, options.rate)
+        try:
+            log = replayer.run()
+        except bagio.BagReadError as exc:
+            errors.append(f"replay stopped: {exc}")
+        LOG.info("replay done; waiting for the last frames")
+        _drain(recorder, inp, options, graph)
+    except (GraphError, OSError, ValueError, KeyError) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        if graph is not None:
+            LOG.info("stopping graph")
+            code = graph.stop()
+            if code not in (0, None, -2, 130) and not errors:
+                LOG.warning("graph exited with code %s (log %s)", code, graph.log_path)
+        stop.set()
+        if spin_thread is not None:
+            spin_thread.join(timeout=5)
+        if recorder is not None:
+            recorder.close()
+        if replayer is not None:
+            replayer.destroy()
+        executor.remove_node(node)
+        node.destroy_node()
+        executor.shutdown()
+        rclpy.shutdown(context=ctx)
+    if log is not None:
+        (out_dir / "replay_log.json").write_text(json.dumps(log.to_json_dict()))
+    return (out_bag if recorder is not None else None), log, errors
+
+
+def _drain(recorder: BagRecorder, inp: InputBag, options: EvaluateOptions,
+           graph: GraphProcess | None) -> None:
+    """Wait for the frames still in flight after the last input was published."""
+    expected = inp.expected_frames
+    topic = options.outputs.blendshapes
+    t_end = time.monotonic()
+    while time.monotonic() - t_end < options.drain_max_s:
+        if recorder.counts.get(topic, 0) >= expected:
+            return
+        last = recorder.last_receive_monotonic.get(topic, t_end)
+        if time.monotonic() - max(last, t_end) > options.drain_idle_s:
+            return
+        if graph is not None and not graph.alive():
+            return
+        time.sleep(0.05)
+
+
+def evaluate_bag(bag: str | Path, out_dir: str | Path,
+                 options: EvaluateOptions | None = None) -> BagEvaluation:
+    """Evaluate one bag into ``out_dir`` (report.md/json/png, output_bag/, replay_log.json)."""
+    options = options or EvaluateOptions()
+    bag, out_dir = Path(bag), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        inp = read_input_bag(bag, options.inputs)
+    except bagio.BagReadError as exc:
+        inp = InputBag(path=bag, name=bag.name, topics=_topics_from_metadata(bag), origin_ns=0,
+                       errors=[str(exc)])
+    out_bag = log = None
+    live_errors: list[str] = []
+    if not inp.errors:
+        out_bag, log, live_errors = run_live(inp, out_dir, options)
+    else:
+        LOG.error("%s: not replayed: %s", bag, "; ".join(inp.errors))
+    ev = score_bag(inp, out_bag, log, partner_topic=options.inputs.partner_audio,
+                   outputs=options.outputs, rate=options.rate, sid_fit_on=options.sid_fit_on)
+    ev.summary["errors"] = live_errors + ev.summary["errors"]
+    if live_errors and ev.summary["status"] == "ok":
+        ev.summary["status"] = "partial"
+    if options.graph is not None:
+        ev.summary["graph"] = {"argv": options.graph.argv(), "log": str(out_dir / "graph.log")}
+    write_bag_report(ev, out_dir, plot=options.plot)
+    return ev
+
+
+def _topics_from_metadata(bag: Path) -> dict[str, bagio.TopicSummary]:
+    """Topic list from metadata.yaml when the storage file itself cannot be opened."""
+    import yaml
+    try:
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return {e["topic_metadata"]["name"]: bagio.TopicSummary(
+            e["topic_metadata"]["name"], e["topic_metadata"]["type"], int(e["message_count"]))
+            for e in info.get("topics_with_message_count", [])}
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return {}
+
+
+def evaluate_path(path: str | Path, out_dir: str | Path,
+                  options: EvaluateOptions | None = None) -> list[BagEvaluation]:
+    """One bag, or every bag in a directory (then also ``summary.md``/``summary.json``)."""
+    bags = bagio.find_bags(path)
+    out_dir = Path(out_dir)
+    single = len(bags) == 1 and bagio.is_bag_dir(Path(path))
+    results = []
+    for bag in bags:
+        target = out_dir if single else out_dir / bag.name
+        LOG.info("evaluating %s -> %s", bag, target)
+        results.append(evaluate_bag(bag, target, options))
+    if not single:
+        write_summary(results, out_dir)
+    return results

@@ -1,0 +1,125 @@
+"""Run the live node graph for an evaluation as a subprocess (``dualtalk-ros bringup ...``).
+
+A separate process keeps the model's CPU work off the replayer's and recorder's interpreter
+(no GIL contention distorting the timing we measure) and is exactly what a user runs on a robot.
+Its output goes to a log file whose tail is quoted when it fails to start.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG = logging.getLogger(__name__)
+
+
+class GraphError(RuntimeError):
+    """The graph process failed to start or died; the message quotes its log."""
+
+
+@dataclass
+class GraphOptions:
+    """How to start the graph. ``command`` (a shell-like string) replaces the default bring-up
+    command entirely; otherwise the conversation bring-up without its audio-input nodes
+    (``graph_runner``: the bag is the audio source) is run with ``params``, the checkpoint and
+    the ``overrides`` (``NODE.PARAM=VALUE``)."""
+
+    checkpoint: str | None = None
+    params: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    command: str | None = None
+    use_sim_time: bool = False
+    startup_timeout_s: float = 120.0
+    stop_timeout_s: float = 10.0
+
+    def argv(self) -> list[str]:
+        if self.command:
+            return shlex.split(self.command)
+        argv = [sys.executable, "-m", "dualtalk_ros.bag.graph_runner"]
+        if self.params:
+            argv += ["--params", self.params]
+        sets = list(self.overrides)
+        if self.checkpoint:
+            sets.append(f"dualtalk_node.checkpoint={self.checkpoint}")
+        if self.use_sim_time:
+            sets.append("dualtalk_node.use_sim_time=true")
+        for item in sets:
+            argv += ["--set", item]
+        return argv
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "<no log>"
+
+
+class GraphProcess:
+    """Start/stop the graph; ``wait_ready`` polls the ROS graph through a caller's node."""
+
+    def __init__(self, options: GraphOptions, log_path: Path):
+        self.options = options
+        self.log_path = Path(log_path)
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        argv = self.options.argv()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        LOG.info("starting graph: %s", " ".join(shlex.quote(a) for a in argv))
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ), start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, node, subscribed: list[str], published: list[str]) -> None:
+        """Block until the graph subscribes ``subscribed`` and publishes ``published`` topics
+        (names resolved by ``node``); ``GraphError`` when it dies or times out."""
+        def resolve(t: str) -> str:
+            return node.resolve_topic_name(t)
+
+        deadline = time.monotonic() + self.options.startup_timeout_s
+        while True:
+            if not self.alive():
+                raise GraphError(f"graph process exited with code {self.proc.returncode} "
+                                 f"during start-up; log {self.log_path}:\n{log_tail(self.log_path)}")
+            subs_missing = [t for t in subscribed if node.count_subscribers(resolve(t)) == 0]
+            pubs_missing = [t for t in published if node.count_publishers(resolve(t)) == 0]
+            if not subs_missing and not pubs_missing:
+                return
+            if time.monotonic() > deadline:
+                raise GraphError(
+                    f"graph not ready after {self.options.startup_timeout_s:.0f} s: no subscriber "
+                    f"on {subs_missing}, no publisher on {pubs_missing}; log {self.log_path}:\n"
+                    f"{log_tail(self.log_path)}")
+            time.sleep(0.1)
+
+    def stop(self) -> int | None:
+        """SIGINT (clean ROS shutdown), then SIGTERM/SIGKILL after ``stop_timeout_s``."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            for sig, wait in ((signal.SIGINT, self.options.stop_timeout_s),
+                              (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    LOG.warning("graph did not stop on %s", sig.name)
+        if self._log:
+            self._log.close()
+            self._log = None
+        return self.proc.returncode

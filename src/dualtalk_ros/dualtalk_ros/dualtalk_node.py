@@ -1,0 +1,336 @@
+"""``dualtalk_node``: the streaming DualTalk model as a ROS node.
+
+Subscribes ``partner/audio`` and ``agent/audio`` (``AudioChunk``) and ``partner/face``
+(``Blendshapes``, flame56 or any rig ``partner_face_map_file`` maps to it); publishes the agent's
+face at 25 fps on ``agent/blendshapes`` (flame56, with names), one ``agent/blendshape_sequence``
+per hop, ``conversation_state`` per frame and counters/timings on ``/diagnostics``.
+
+Clocks: the engine works in *media time* (sample index / 16 kHz). The first partner chunk fixes
+the origin ``stamp - first_sample_index / sample_rate``; output frame at media time ``t`` is
+stamped ``origin + t`` (the capture time of its first audio sample) and partner face stamps map
+back to media time the same way. Agent audio uses its ``first_sample_index`` on the same
+conversation clock (``agent_clock: index``) or its stamp (``agent_clock: stamp``).
+
+The model is loaded once at start (a missing or invalid checkpoint is a start-up error); it runs
+in a worker thread so subscriptions never block behind inference. Every bad message is logged
+(throttled), counted and dropped; the node never dies on input.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from dualtalk_msgs.msg import AudioChunk, BlendshapeSequence, Blendshapes, ConversationState
+from rclpy.node import Node
+
+from dualtalk_core.layout import DIM, FLAME56, FLAME56_NAMES, SAMPLE_RATE
+
+from .audio_input import AudioInput
+from .conversions import (MessageError, blendshapes_to_numpy, ns_to_stamp,
+                          numpy_to_blendshape_sequence, numpy_to_blendshapes, stamp_to_ns)
+from .params import Param, declare_params, resolve_config_path
+from .qos import reliable_qos, sensor_qos
+from .rig_mapping import LinearMap, load_linear_map
+from .runtime import Counters, StartupError, diagnostic_array, run_node
+
+NS = 1_000_000_000
+PRESET_CHOICES = ("auto", "tiny", "cpu", "base", "paper")
+
+PARAMS = (
+    Param("checkpoint", "", "DualTalk checkpoint (.pt) to load at start (required)"),
+    Param("device", "cpu", "torch device: cpu, cuda or cuda:N"),
+    Param("torch_threads", 0, "torch intra-op CPU threads; 0 = torch's default", low=0, high=256),
+    Param("streaming_preset", "auto", "W/L/H defaults of this model preset; auto = cpu",
+          choices=PRESET_CHOICES),
+    Param("streaming_config_file", "", "optional StreamingConfig YAML (overrides the preset)"),
+    Param("window_s", 0.0, "left context W (s, multiple of 0.04); 0 = preset", low=0.0, high=60.0),
+    Param("lookahead_s", 0.0, "lookahead L (s, multiple of 0.04); 0 = preset", low=0.0, high=10.0),
+    Param("hop_s", 0.0, "hop H (s, multiple of 0.04); 0 = preset", low=0.0, high=10.0),
+    Param("crossfade_s", -1.0, "cross-fade (s); -1 = preset", low=-1.0, high=10.0),
+    Param("partner_audio_topic", "partner/audio", "partner microphone AudioChunk"),
+    Param("agent_audio_topic", "agent/audio", "agent speech AudioChunk (playback index)"),
+    Param("partner_face_topic", "partner/face", "partner face Blendshapes"),
+    Param("blendshapes_topic", "agent/blendshapes", "agent face output, one frame per message"),
+    Param("sequence_topic", "agent/blendshape_sequence", "agent face output, one hop per message"),
+    Param("state_topic", "conversation_state", "who is speaking, per frame"),
+    Param("partner_face_map_file", "", "linear map YAML from the partner face rig to flame56; "
+          "empty = flame56 only"),
+    Param("agent_clock", "index", "place agent audio by its sample index or by its stamp",
+          choices=("index", "stamp")),
+    Param("frame_id", "agent_face", "frame_id of the agent face outputs"),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics", low=0.0, high=60.0),
+    Param("restart_after_rewind_s", 5.0, "partner sample index jumping back this far starts a "
+          "new conversation (player restarted)", low=0.1, high=3600.0),
+)
+
+NODE_COUNTERS = ("partner_chunks_in", "agent_chunks_in", "face_frames_in",
+                 "invalid_partner_audio", "invalid_agent_audio", "invalid_face",
+                 "engine_rejected", "face_before_origin_dropped", "agent_before_origin_dropped",
+                 "conversation_restarts", "model_errors", "frames_published")
+
+
+def load_model(path: str):
+    """Checkpoint -> (model, payload); any failure is a :class:`StartupError` naming the file."""
+    from dualtalk_core.checkpoint import load_checkpoint
+
+    if not path:
+        raise StartupError("dualtalk_node: parameter 'checkpoint' is empty; give a DualTalk "
+                           "checkpoint file (e.g. from `dualtalk train` or `dualtalk "
+                           "convert-official`)")
+    try:
+        file = resolve_config_path(path)
+        return load_checkpoint(file, map_location="cpu")
+    except FileNotFoundError as exc:
+        raise StartupError(f"dualtalk_node: checkpoint not found: {exc}") from exc
+    except ValueError as exc:  # CheckpointError
+        raise StartupError(f"dualtalk_node: invalid checkpoint: {exc}") from exc
+
+
+def streaming_config(p: dict, payload: dict):
+    """StreamingConfig from the preset defaults, the optional file and the W/L/H parameters."""
+    from dualtalk_core.streaming import StreamingConfig, default_streaming_config
+
+    preset = p["streaming_preset"]
+    if preset == "auto":
+        extra = (payload or {}).get("extra") or {}
+        preset = extra.get("preset") if extra.get("preset") in PRESET_CHOICES[1:] else "cpu"
+    cfg = default_streaming_config(preset)
+    if p["streaming_config_file"]:
+        cfg = StreamingConfig.from_yaml(resolve_config_path(p["streaming_config_file"]))
+    changes = {k: p[k] for k in ("window_s", "lookahead_s", "hop_s") if p[k] > 0}
+    if p["crossfade_s"] >= 0:
+        changes["crossfade_s"] = p["crossfade_s"]
+    if changes:
+        cfg = cfg.replace(**changes)
+    return cfg
+
+
+class DualTalkNode(Node):
+    """See module docstring."""
+
+    def __init__(self, *, context=None, parameter_overrides=None, name: str = "dualtalk_node") -> None:
+        super().__init__(name, context=context, parameter_overrides=parameter_overrides)
+        from dualtalk_core.streaming import StreamingEngine
+
+        p = self.params = declare_params(self, PARAMS)
+        if p["torch_threads"] > 0:
+            import torch
+            torch.set_num_threads(p["torch_threads"])
+        model, payload = load_model(p["checkpoint"])
+        try:
+            self.config = streaming_config(p, payload)
+            self.face_map = (load_linear_map(resolve_config_path(p["partner_face_map_file"]))
+                             if p["partner_face_map_file"] else LinearMap.identity(FLAME56))
+            self.engine = StreamingEngine(model, self.config, device=p["device"])
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            raise StartupError(f"dualtalk_node: {exc}") from exc
+        if self.face_map.target_rig != FLAME56:
+            raise StartupError(f"{self.face_map.origin}: target_rig should be flame56")
+        self.counters = Counters(*NODE_COUNTERS)
+        self.partner_in = AudioInput("partner")
+        self.agent_in = AudioInput("agent")
+        self.origin_ns: int | None = None
+        self._face_backlog: deque = deque(maxlen=250)
+        self._latency_ms: deque[float] = deque(maxlen=500)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._running = True
+
+        out_qos, in_qos = reliable_qos(), sensor_qos(depth=50)
+        self.pub_frame = self.create_publisher(Blendshapes, p["blendshapes_topic"], out_qos)
+        self.pub_seq = self.create_publisher(BlendshapeSequence, p["sequence_topic"], out_qos)
+        self.pub_state = self.create_publisher(ConversationState, p["state_topic"], out_qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
+        self.create_subscription(AudioChunk, p["partner_audio_topic"], self.on_partner_audio, in_qos)
+        self.create_subscription(AudioChunk, p["agent_audio_topic"], self.on_agent_audio, in_qos)
+        self.create_subscription(Blendshapes, p["partner_face_topic"], self.on_partner_face, in_qos)
+        if p["diagnostics_period_s"] > 0:
+            self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
+        self._worker = threading.Thread(target=self._work, name="dualtalk_engine", daemon=True)
+        self._worker.start()
+        c = self.config
+        self.get_logger().info(
+            f"DualTalk model from {p['checkpoint']} on {p['device']}; streaming W={c.window_s} "
+            f"L={c.lookahead_s} H={c.hop_s} s (latency floor {c.latency_s:.2f} s)")
+
+    # ------------------------------------------------------------------ input
+    def _warn(self, text: str) -> None:
+        self.get_logger().warning(text, throttle_duration_sec=2.0)
+
+    def on_partner_audio(self, msg: AudioChunk) -> None:
+        self.counters.inc("partner_chunks_in")
+        try:
+            got = self.partner_in.convert(msg)
+        except MessageError as exc:
+            self.counters.inc("invalid_partner_audio")
+            return self._warn(f"dropped partner audio: {exc}")
+        if got is None:
+            return
+        samples, first = got
+        with self._lock:
+            clock = self.engine.clock_s * SAMPLE_RATE
+            if self.origin_ns is not None and first + samples.size < clock - \
+                    self.params["restart_after_rewind_s"] * SAMPLE_RATE:
+                self.counters.inc("conversation_restarts")
+                self.get_logger().info("partner sample index went back: new conversation")
+                self.engine.reset()
+                self.origin_ns = None
+            if self.origin_ns is None:
+                # from the message's own clock (before resampling shifts indices)
+                self.origin_ns = (stamp_to_ns(msg.header.stamp)
+                                  - int(msg.first_sample_index) * NS // int(msg.sample_rate))
+                backlog, self._face_backlog = list(self._face_backlog), deque(maxlen=250)
+            else:
+                backlog = []
+        if not self.engine.push_partner_audio(samples, first):
+            self.counters.inc("engine_rejected")
+            self._warn(f"engine refused partner audio: {self.engine.last_rejection}")
+        for weights, stamp_ns in backlog:
+            self._push_face(weights, stamp_ns)
+        self._wake.set()
+
+    def on_agent_audio(self, msg: AudioChunk) -> None:
+        self.counters.inc("agent_chunks_in")
+        try:
+            got = self.agent_in.convert(msg)
+        except MessageError as exc:
+            self.counters.inc("invalid_agent_audio")
+            return self._warn(f"dropped agent audio: {exc}")
+        if got is None:
+            return
+        samples, first = got
+        if self.params["agent_clock"] == "stamp":
+            if self.origin_ns is None:
+                self.counters.inc("agent_before_origin_dropped")
+                return
+            first = int(round((stamp_to_ns(msg.header.stamp) - self.origin_ns) * SAMPLE_RATE / NS))
+            if first < 0:
+                self.counters.inc("agent_before_origin_dropped")
+                return
+        if not self.engine.push_agent_audio(samples, first):
+            self.counters.inc("engine_rejected")
+            self._warn(f"engine refused agent audio: {self.engine.last_rejection}")
+
+    def on_partner_face(self, msg: Blendshapes) -> None:
+        self.counters.inc("face_frames_in")
+        try:
+            weights, names = blendshapes_to_numpy(msg)
+            if not np.isfinite(weights).all():
+                raise MessageError("non-finite weights")
+            if msg.rig == FLAME56 or self.face_map.source_rig == FLAME56:
+                if weights.size != DIM:
+                    raise MessageError(f"flame56 face: expected {DIM} weights, got {weights.size}")
+                if tuple(names) != FLAME56_NAMES:
+                    weights, _ = LinearMap.identity(FLAME56).apply_named(weights, names)
+            else:
+                weights, _ = self.face_map.apply_named(weights, names)
+        except (MessageError, ValueError) as exc:
+            self.counters.inc("invalid_face")
+            return self._warn(f"dropped partner face: {exc}")
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        with self._lock:
+            if self.origin_ns is None:
+                if len(self._face_backlog) == self._face_backlog.maxlen:
+                    self.counters.inc("face_before_origin_dropped")
+                self._face_backlog.append((weights, stamp_ns))
+                return
+        self._push_face(weights, stamp_ns)
+
+    def _push_face(self, weights: np.ndarray, stamp_ns: int) -> None:
+        t = (stamp_ns - self.origin_ns) / NS
+        if t < 0:
+            self.counters.inc("face_before_origin_dropped")
+            return
+        if not self.engine.push_partner_motion(weights, t):
+            self.counters.inc("engine_rejected")
+            self._warn(f"engine refused partner face: {self.engine.last_rejection}")
+
+    # ------------------------------------------------------------------ output
+    def _work(self) -> None:
+        while self._running:
+            self._wake.wait(0.05)
+            self._wake.clear()
+            if not self._running:
+                break
+            try:
+                frames = self.engine.pull()
+            except Exception as exc:  # a model error must not kill the node
+                self.counters.inc("model_errors")
+                self.get_logger().error(f"model step failed: {exc}", throttle_duration_sec=5.0)
+                continue
+            if frames:
+                self._publish(frames)
+
+    def _publish(self, frames) -> None:
+        origin = self.origin_ns
+        if origin is None:
+            return
+        fid = self.params["frame_id"]
+        hop = self.config.hop_frames
+        for start in range(0, len(frames), hop):
+            batch = frames[start:start + hop]
+            self.pub_seq.publish(numpy_to_blendshape_sequence(
+                np.stack([f.weights for f in batch]), rig=FLAME56, names=FLAME56_NAMES,
+                stamp=ns_to_stamp(origin + int(round(batch[0].media_time_s * NS))), frame_id=fid))
+        for f in frames:
+            stamp_ns = origin + int(round(f.media_time_s * NS))
+            stamp = ns_to_stamp(stamp_ns)
+            if not self._running:
+                return
+            self.pub_frame.publish(numpy_to_blendshapes(f.weights, rig=FLAME56, names=FLAME56_NAMES,
+                                                        stamp=stamp, frame_id=fid))
+            state = ConversationState(partner_speaking=bool(f.partner_speaking),
+                                      agent_speaking=bool(f.agent_speaking),
+                                      partner_voice_activity=float(f.partner_vad),
+                                      agent_voice_activity=float(f.agent_vad))
+            state.header.stamp = stamp
+            state.header.frame_id = fid
+            self.pub_state.publish(state)
+            self.counters.inc("frames_published")
+            self._latency_ms.append((self.get_clock().now().nanoseconds - stamp_ns) / 1e6)
+
+    # ------------------------------------------------------------------ diagnostics
+    def diagnostics_values(self) -> dict:
+        stats = self.engine.stats
+        lat = np.asarray(self._latency_ms, dtype=np.float64)
+        values: dict = {
+            "real_time_factor": float(stats.get("rtf", 0.0)),
+            "hop_ms_p50": float(stats.get("hop_ms_p50", 0.0)),
+            "hop_ms_p95": float(stats.get("hop_ms_p95", 0.0)),
+            "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
+            "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0,
+            "algorithmic_latency_s": float(self.config.latency_s),
+            "media_clock_s": float(self.engine.clock_s),
+        }
+        values.update(self.counters.as_dict())
+        for stream in (self.partner_in, self.agent_in):
+            for k, v in stream.counters.items():
+                values[f"{stream.name}_{k}"] = v
+        values.update({f"engine_{k}": v for k, v in self.engine.counters.items()})
+        return values
+
+    def publish_diagnostics(self) -> None:
+        values = self.diagnostics_values()
+        invalid = sum(self.counters[k] for k in ("invalid_partner_audio", "invalid_agent_audio",
+                                                  "invalid_face", "model_errors"))
+        level, text = (1, f"{invalid} invalid inputs dropped") if invalid else (0, "ok")
+        if values["real_time_factor"] > 1.0:
+            level, text = 1, f"slower than real time (rtf {values['real_time_factor']:.2f})"
+        self.pub_diag.publish(diagnostic_array(self, "streaming", values, level=level, message=text))
+
+    def close(self) -> None:
+        """Stop the worker thread (call before ``destroy_node``)."""
+        self._running = False
+        self._wake.set()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=10.0)
+
+
+def main(args=None) -> int:
+    return run_node(DualTalkNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

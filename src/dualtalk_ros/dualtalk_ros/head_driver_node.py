@@ -1,0 +1,127 @@
+"""``head_driver``: agent blendshapes -> robot joint commands and/or an avatar rig.
+
+Subscribes ``agent/blendshapes`` (flame56) and publishes
+
+* ``agent/joint_states`` (``sensor_msgs/JointState``) through a joint map file
+  (``config/head_6dof.yaml``): limits always enforced, exponential smoothing, velocity cap;
+* ``agent/blendshapes_arkit`` (``Blendshapes`` in another rig) through a linear map file
+  (``config/maps/flame56_to_arkit52.yaml``) for avatars.
+
+Either output is switched off by an empty file parameter. Bad frames (wrong size, NaN, stamps
+going backwards) are dropped and counted; the last command holds.
+"""
+from __future__ import annotations
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from dualtalk_msgs.msg import Blendshapes
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+
+from .conversions import MessageError, blendshapes_to_numpy, numpy_to_blendshapes, stamp_to_ns
+from .head_mapping import JointCommandFilter, load_head_joint_map
+from .params import Param, declare_params, resolve_config_path
+from .qos import reliable_qos
+from .rig_mapping import load_linear_map
+from .runtime import Counters, StartupError, diagnostic_array, run_node
+
+PARAMS = (
+    Param("input_topic", "agent/blendshapes", "agent face motion to follow (Blendshapes)"),
+    Param("joint_states_topic", "agent/joint_states", "JointState command output topic"),
+    Param("joint_map_file", "head_6dof.yaml",
+          "joint map YAML (absolute, or relative to cwd/config); empty = no JointState output"),
+    Param("rig_topic", "agent/blendshapes_arkit", "re-published Blendshapes topic"),
+    Param("rig_map_file", "",
+          "linear map YAML flame56 -> avatar rig (e.g. maps/flame56_to_arkit52.yaml); empty = off"),
+    Param("frame_id", "", "frame_id of outputs; empty copies the input header's frame_id"),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics counters", low=0.0, high=60.0),
+)
+
+
+class HeadDriverNode(Node):
+    """See module docstring."""
+
+    def __init__(self, *, context=None, parameter_overrides=None, name: str = "head_driver") -> None:
+        super().__init__(name, context=context, parameter_overrides=parameter_overrides)
+        p = self.params = declare_params(self, PARAMS)
+        self.counters = Counters("received", "invalid", "out_of_order", "joint_states", "rig_frames")
+        self.filter = None
+        self.rig_map = None
+        try:
+            if p["joint_map_file"]:
+                self.filter = JointCommandFilter(
+                    load_head_joint_map(resolve_config_path(p["joint_map_file"])))
+            if p["rig_map_file"]:
+                self.rig_map = load_linear_map(resolve_config_path(p["rig_map_file"]))
+        except (FileNotFoundError, ValueError) as exc:
+            raise StartupError(str(exc)) from exc
+        if self.filter is None and self.rig_map is None:
+            raise StartupError("head_driver: both joint_map_file and rig_map_file are empty; "
+                               "nothing to publish")
+        qos = reliable_qos()
+        self.joint_pub = (self.create_publisher(JointState, p["joint_states_topic"], qos)
+                          if self.filter else None)
+        self.rig_pub = (self.create_publisher(Blendshapes, p["rig_topic"], qos)
+                        if self.rig_map else None)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
+        self.sub = self.create_subscription(Blendshapes, p["input_topic"], self.on_frame, qos)
+        self.last_stamp_ns: int | None = None
+        if p["diagnostics_period_s"] > 0:
+            self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
+        self.get_logger().info(
+            f"head_driver: joints={self.filter.map.names if self.filter else 'off'} "
+            f"rig={self.rig_map.target_rig if self.rig_map else 'off'}")
+
+    def _reject(self, why: str) -> None:
+        self.counters.inc("invalid")
+        self.get_logger().warning(f"dropped agent frame: {why}", throttle_duration_sec=2.0)
+
+    def on_frame(self, msg: Blendshapes) -> None:
+        self.counters.inc("received")
+        try:
+            weights, names = blendshapes_to_numpy(msg)
+        except MessageError as exc:
+            return self._reject(str(exc))
+        if not np.isfinite(weights).all():
+            return self._reject("non-finite weights")
+        stamp = stamp_to_ns(msg.header.stamp)
+        if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns:
+            self.counters.inc("out_of_order")
+            self.get_logger().warning("dropped agent frame: stamp not after the previous one",
+                                      throttle_duration_sec=2.0)
+            return
+        dt = None if self.last_stamp_ns is None else (stamp - self.last_stamp_ns) * 1e-9
+        frame_id = self.params["frame_id"] or msg.header.frame_id
+        if self.filter is not None:
+            try:
+                positions = self.filter.step(weights, names, dt)
+            except (KeyError, ValueError) as exc:
+                return self._reject(str(exc))
+            out = JointState()
+            out.header.stamp = msg.header.stamp
+            out.header.frame_id = frame_id
+            out.name = self.filter.map.names
+            out.position = [float(v) for v in positions]
+            self.joint_pub.publish(out)
+            self.counters.inc("joint_states")
+        if self.rig_map is not None:
+            try:
+                mapped, _missing = self.rig_map.apply_named(weights, names)
+            except ValueError as exc:
+                return self._reject(str(exc))
+            self.rig_pub.publish(numpy_to_blendshapes(
+                mapped, rig=self.rig_map.target_rig, names=self.rig_map.target_names,
+                stamp=msg.header.stamp, frame_id=frame_id))
+            self.counters.inc("rig_frames")
+        self.last_stamp_ns = stamp
+
+    def publish_diagnostics(self) -> None:
+        self.diag_pub.publish(diagnostic_array(self, "counters", self.counters.as_dict()))
+
+
+def main(args=None) -> int:
+    return run_node(HeadDriverNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

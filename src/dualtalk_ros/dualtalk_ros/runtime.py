@@ -1,0 +1,72 @@
+"""What every node's ``main`` and counters share: spin with clean shutdown, diagnostics.
+
+``run_node`` gives each executable the same behaviour: ``rclpy.init``, build the node (a
+start-up error such as a missing checkpoint is printed in one line and exits 1), spin, and shut
+down quietly on Ctrl-C or an external shutdown.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Mapping
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+
+
+class StartupError(RuntimeError):
+    """A node cannot start (bad parameter, missing file, no device); message says why."""
+
+
+def run_node(factory: Callable[..., object], args: list[str] | None = None) -> int:
+    """``main()`` body shared by all executables; returns the process exit code."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (StartupError, FileNotFoundError, ValueError) as exc:
+        name = getattr(factory, "__name__", "node")
+        print(f"[{name}] start-up error: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+class Counters:
+    """Named event counters (dropped, invalid, resampled, ...) published on /diagnostics."""
+
+    def __init__(self, *names: str) -> None:
+        self.values: dict[str, int] = {n: 0 for n in names}
+
+    def inc(self, name: str, by: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + int(by)
+
+    def __getitem__(self, name: str) -> int:
+        return self.values.get(name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.values)
+
+
+def diagnostic_array(node, name: str, values: Mapping[str, object], level: int = 0,
+                     message: str = "ok") -> DiagnosticArray:
+    """One ``DiagnosticStatus`` named ``<node>: <name>`` with ``values`` as key/value strings."""
+    arr = DiagnosticArray()
+    arr.header.stamp = node.get_clock().now().to_msg()
+    status = DiagnosticStatus(level=bytes([level]), name=f"{node.get_name()}: {name}",
+                              message=message, hardware_id=node.get_fully_qualified_name())
+    status.values = [KeyValue(key=str(k), value=(f"{v:.6g}" if isinstance(v, float) else str(v)))
+                     for k, v in values.items()]
+    arr.status = [status]
+    return arr

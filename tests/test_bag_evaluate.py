@@ -1,0 +1,131 @@
+"""``bag evaluate``: the live graph (tiny checkpoint) against replayed bags, scored and reported.
+
+The metrics in the report must equal ``evaluate_predictions`` (the code behind
+``dualtalk evaluate``) run on the predictions read back independently from the recorded output
+bag. Broken inputs (truncated file, missing topic) give a clear error and a partial report.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader
+
+from bag_helpers import write_synthetic_clip
+from dualtalk_core import layout
+from dualtalk_core.evaluate import evaluate_predictions
+from dualtalk_ros.bag.evaluate import EvaluateOptions, evaluate_bag, evaluate_path
+from dualtalk_ros.bag.graph import GraphOptions
+from dualtalk_ros.bag.make import BagTopics, MakeOptions, find_clip_sources, make_bag
+from dualtalk_ros.bag.typestore import typestore
+
+NS = 1_000_000_000
+
+
+def graph_options(checkpoint: Path) -> GraphOptions:
+    """The bring-up with the tiny checkpoint (or the inference node alone when the bring-up
+    module is not installed)."""
+    try:
+        import dualtalk_ros.bringup  # noqa: F401
+        return GraphOptions(checkpoint=str(checkpoint), startup_timeout_s=180)
+    except ImportError:
+        exe = Path(sys.executable).parent / "dualtalk_node"
+        return GraphOptions(command=f"{exe} --ros-args -p checkpoint:={checkpoint}",
+                            startup_timeout_s=180)
+
+
+def predictions_from_output_bag(path: Path, origin_ns: int) -> np.ndarray:
+    """Independent reader: frames of agent/blendshapes placed by header stamp."""
+    rows = {}
+    with Reader(path) as reader:
+        conns = [c for c in reader.connections if c.topic == "agent/blendshapes"]
+        for conn, _, data in reader.messages(connections=conns):
+            msg = typestore().deserialize_cdr(bytes(data), conn.msgtype)
+            assert tuple(msg.names) in ((), layout.FLAME56_NAMES)
+            k = round((msg.header.stamp.sec * NS + msg.header.stamp.nanosec - origin_ns)
+                      / (NS / layout.FRAME_RATE))
+            rows[k] = np.asarray(msg.weights, np.float32)
+    assert sorted(rows) == list(range(len(rows))), "gaps: test expects contiguous frames"
+    return np.stack([rows[k] for k in range(len(rows))])
+
+
+def test_evaluate_directory_with_live_graph(tmp_path, tiny_checkpoint):
+    write_synthetic_clip(tmp_path / "data", "clipa", seconds=1.6, seed=1)
+    write_synthetic_clip(tmp_path / "data", "clipb", seconds=1.2, seed=2, motion_sides=(1,))
+    bags = tmp_path / "bags"
+    src = {s.name: s for s in find_clip_sources(tmp_path / "data")}
+    make_bag(src["clipa_speaker1"], bags / "a", MakeOptions(start_time_s=10.0))
+    make_bag(src["clipb_speaker2"], bags / "b")          # no ground truth
+    out = tmp_path / "report"
+    results = evaluate_path(bags, out, EvaluateOptions(graph=graph_options(tiny_checkpoint)))
+    assert (out / "summary.md").exists() and (out / "summary.json").exists()
+    ra, rb = results
+    for r, d in ((ra, out / "a"), (rb, out / "b")):
+        assert (d / "report.md").exists() and (d / "report.png").exists()
+        assert json.loads((d / "report.json").read_text())["name"] == r.summary["name"]
+        assert r.summary["status"] == "ok", r.summary["errors"]
+        f = r.summary["frames"]
+        assert f["expected"] == layout.num_frames_for_samples(
+            int(r.summary["input"]["audio_samples"]))
+        assert 0 < f["unique"] <= f["expected"] and f["duplicates"] == 0
+        lat = r.summary["latency_ms"]
+        assert lat["n"] == f["received"] and 0 < lat["p50"] <= lat["p95"] <= lat["max"]
+        assert r.summary["conversation_state"]["messages"] > 0
+    # bag a: metrics equal dualtalk evaluate on the predictions its output bag holds
+    pred = predictions_from_output_bag(Path(ra.summary["output_bag"]), 10 * NS)
+    clip = write_synthetic_clip(tmp_path / "again", "clipa", seconds=1.6, seed=1)
+    ref = evaluate_predictions({"clipa_speaker1": pred}, {"clipa_speaker1": clip["motion"][1]},
+                               {"clipa_speaker1": clip["motion"][2]})
+    got = ra.summary["metrics"]["raw"]
+    for metric, groups in ref.mean.items():
+        for g, v in groups.items():
+            assert got[metric][g] == pytest.approx(v, abs=1e-6), (metric, g)
+    assert "FD" in (out / "a" / "report.md").read_text()
+    # bag b: no ground truth, still latency / rate / diagnostics
+    assert rb.summary["metrics"] is None and "no ground truth" in rb.summary["metrics_note"]
+    assert rb.summary["rate"]["output_hz"] > 0
+    assert "clipa_speaker1" in (out / "summary.md").read_text()
+
+
+def _bag(tmp_path, **make_kw) -> Path:
+    write_synthetic_clip(tmp_path / "data", seconds=0.6)
+    src = find_clip_sources(tmp_path / "data", ["synth_clip_000_speaker1"])[0]
+    return make_bag(src, tmp_path / "in" / "bag", MakeOptions(**make_kw)).path
+
+
+def test_truncated_bag_gives_error_and_partial_report(tmp_path):
+    bag = _bag(tmp_path)
+    mcap = next(bag.glob("*.mcap"))
+    os.truncate(mcap, mcap.stat().st_size // 2)
+    ev = evaluate_bag(bag, tmp_path / "out", EvaluateOptions(graph=GraphOptions(
+        command="false")))   # never started: the bag is rejected first
+    assert ev.summary["status"] == "error"
+    assert any(str(mcap.parent) in e and "cannot open bag" in e for e in ev.summary["errors"])
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["input"]["topics"]["partner/audio"]["count"] == 30   # from metadata.yaml
+    assert "## Errors" in (tmp_path / "out" / "report.md").read_text()
+    assert not (tmp_path / "out" / "graph.log").exists()
+
+
+def test_missing_topic_gives_error_and_partial_report(tmp_path):
+    bag = _bag(tmp_path, topics=BagTopics(partner_audio="robot/mic"))
+    ev = evaluate_bag(bag, tmp_path / "out", EvaluateOptions(graph=GraphOptions(
+        command="false")))
+    errs = " ".join(ev.summary["errors"])
+    assert ev.summary["status"] == "error"
+    assert "'partner/audio'" in errs and "robot/mic" in errs
+    # what could be read is still reported
+    assert ev.summary["input"]["ground_truth_frames"] == 15
+    assert (tmp_path / "out" / "report.md").exists()
+
+
+def test_cli_evaluate_reports_error_for_missing_path(tmp_path, capsys):
+    from dualtalk_ros.cli import main
+
+    assert main(["bag", "evaluate", str(tmp_path / "nothing"), "-o", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err

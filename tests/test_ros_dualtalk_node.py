@@ -1,0 +1,235 @@
+"""dualtalk_node over real rclpy/DDS: real clip in, 25 fps agent face out; bad input survives.
+
+The partner and agent audio are played by the project's own ``audio_file_player`` nodes (same
+conversation clock), the partner face comes from the clip's npz at 25 fps, and the node runs a
+``tiny`` checkpoint with random weights (what is tested is timing, stamps, names, finiteness and
+robustness, not motion quality).
+"""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from dualtalk_msgs.msg import AudioChunk, BlendshapeSequence, Blendshapes, ConversationState
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+from dualtalk_core.layout import FLAME56_NAMES, flame56_from_npz
+from dualtalk_ros.audio_file_player_node import AudioFilePlayerNode
+from dualtalk_ros.conversions import (numpy_to_audio_chunk, numpy_to_blendshapes, sec_to_stamp,
+                                      stamp_to_ns)
+from dualtalk_ros.dualtalk_node import DualTalkNode
+from dualtalk_ros.params import to_parameters
+from dualtalk_ros.qos import reliable_qos
+from dualtalk_ros.runtime import StartupError
+from ros_helpers import Collector, entry_point, ros_env, spin_until
+
+CLIP = "xkHwlcDSOjc_sub_video_109_000"
+NS = 1_000_000_000
+
+
+def _dualtalk(ctx, checkpoint, **extra):
+    params = {"checkpoint": str(checkpoint), "diagnostics_period_s": 0.5}
+    params.update(extra)
+    return DualTalkNode(context=ctx, parameter_overrides=to_parameters(params))
+
+
+def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint, sample_dir):
+    node = _dualtalk(ros_context, tiny_checkpoint)
+    probe = Node("probe", context=ros_context)
+    origin_s = probe.get_clock().now().nanoseconds / NS + 1.0
+    players = [AudioFilePlayerNode(
+        context=ros_context, name=f"{who}_player", parameter_overrides=to_parameters({
+            "wav_files": [str(sample_dir / f"{CLIP}_speaker{spk}.wav")], "topic": topic,
+            "origin_stamp_s": origin_s, "frame_id": who}))
+        for who, spk, topic in (("partner", 1, "partner/audio"), ("agent", 2, "agent/audio"))]
+    face = flame56_from_npz(np.load(sample_dir / f"{CLIP}_speaker1.npz"))
+    face_pub = probe.create_publisher(Blendshapes, "partner/face", reliable_qos())
+    sent = {"k": 0}
+
+    def send_face():   # the partner face, each frame at its capture time
+        now = probe.get_clock().now().nanoseconds / NS
+        while sent["k"] < face.shape[0] and origin_s + sent["k"] * 0.04 <= now:
+            k = sent["k"]
+            face_pub.publish(numpy_to_blendshapes(face[k], stamp=sec_to_stamp(origin_s + k * 0.04),
+                                                  frame_id="partner_face"))
+            sent["k"] += 1
+
+    probe.create_timer(0.01, send_face)
+    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    seqs = Collector(probe, BlendshapeSequence, "agent/blendshape_sequence", reliable_qos())
+    states = Collector(probe, ConversationState, "conversation_state", reliable_qos())
+    diags = Collector(probe, DiagnosticArray, "/diagnostics", reliable_qos(10))
+    ex = SingleThreadedExecutor(context=ros_context)
+    for n in [node, probe, *players]:
+        ex.add_node(n)
+    try:
+        assert spin_until(ex, lambda: len(frames.msgs) >= 130, timeout_s=30.0), (
+            f"only {len(frames.msgs)} frames; diagnostics: {node.diagnostics_values()}")
+    finally:
+        ex.shutdown()
+        node.close()
+        for n in [node, probe, *players]:
+            n.destroy_node()
+
+    msgs = frames.msgs[:125]                      # 5 s of output
+    stamps = np.array([stamp_to_ns(m.header.stamp) for m in msgs])
+    # stamps: origin + k * 40 ms exactly, starting at the conversation origin (frame 0)
+    assert stamps[0] == pytest.approx(origin_s * NS, abs=1e6)
+    np.testing.assert_array_equal(np.diff(stamps), np.full(124, 40_000_000))
+    for m in msgs:
+        assert m.rig == "flame56" and tuple(m.names) == FLAME56_NAMES
+        w = np.asarray(m.weights)
+        assert w.shape == (56,) and np.isfinite(w).all()
+    # real-time output: 125 frames arrive over ~5 s of wall time (25 Hz +- 10 %)
+    arrivals = np.array([t for t, _ in frames.items[:125]])
+    rate = 124 / (arrivals[-1] - arrivals[0])
+    assert 22.5 <= rate <= 27.5 * 1.05, f"output rate {rate:.1f} Hz"  # hop bursts: last hop early
+    # one state per frame, one sequence per hop with the same frames
+    assert [stamp_to_ns(s.header.stamp) for s in states.msgs[:125]] == list(stamps)
+    seq = seqs.msgs[0]
+    assert seq.num_frames == node.config.hop_frames and seq.frame_rate == 25.0
+    np.testing.assert_array_equal(np.asarray(seq.weights).reshape(seq.num_frames, 56)[0],
+                                  np.asarray(msgs[0].weights))
+    # diagnostics carry the real-time factor and latency; nothing was invalid
+    mine = [s for d in diags.msgs for s in d.status if s.name.startswith("dualtalk_node")]
+    assert mine, "no /diagnostics from dualtalk_node"
+    values = {kv.key: kv.value for kv in mine[-1].values}
+    assert float(values["real_time_factor"]) > 0 and float(values["latency_ms_p50"]) > 0
+    assert values["invalid_partner_audio"] == "0" and values["invalid_face"] == "0"
+
+
+def _bad_audio_chunks():
+    """(kind, message) for every malformed AudioChunk the node must survive."""
+    out = []
+
+    def variant(kind, **fields):
+        m = numpy_to_audio_chunk(np.zeros(320, np.float32), 16000, 0)
+        for k, v in fields.items():
+            setattr(m, k, v)
+        out.append((kind, m))
+
+    variant("nan", data_float32=np.full(320, np.nan, np.float32))
+    variant("inf", data_float32=np.r_[np.zeros(319, np.float32), np.float32(np.inf)])
+    variant("unknown encoding", encoding="pcm_mulaw")
+    variant("zero channels", channels=0)
+    variant("samples not multiple of channels", channels=3, data_float32=np.zeros(320, np.float32))
+    variant("zero sample rate", sample_rate=0)
+    variant("empty", data_float32=np.zeros(0, np.float32))
+    variant("both data fields", data_int16=np.zeros(320, np.int16))
+    return out
+
+
+def _bad_faces():
+    out = []
+    for kind, weights, rig, names in (
+            ("nan face", np.full(56, np.nan), "flame56", list(FLAME56_NAMES)),
+            ("wrong dimension", np.zeros(40), "flame56", []),
+            ("names/weights mismatch", np.zeros(56), "flame56", ["a", "b"]),
+            ("unknown rig without names", np.zeros(56), "mystery_rig", []),
+            ("arkit without a map", np.zeros(52), "arkit52", [])):
+        m = Blendshapes(rig=rig, names=names, weights=np.asarray(weights, np.float32))
+        out.append((kind, m))
+    return out
+
+
+def test_malformed_burst_is_counted_and_node_keeps_working(ros_context, tiny_checkpoint):
+    node = _dualtalk(ros_context, tiny_checkpoint)
+    probe = Node("probe", context=ros_context)
+    qos = reliable_qos(200)
+    pub_p = probe.create_publisher(AudioChunk, "partner/audio", qos)
+    pub_a = probe.create_publisher(AudioChunk, "agent/audio", qos)
+    pub_f = probe.create_publisher(Blendshapes, "partner/face", qos)
+    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(probe)
+    try:
+        assert spin_until(ex, lambda: pub_p.get_subscription_count() > 0
+                          and pub_f.get_subscription_count() > 0, 10.0)
+        bad_audio, bad_faces = _bad_audio_chunks(), _bad_faces()
+        for _, m in bad_audio:
+            pub_p.publish(m)
+            pub_a.publish(m)
+            ex.spin_once(timeout_sec=0.01)
+        for _, m in bad_faces:
+            pub_f.publish(m)
+            ex.spin_once(timeout_sec=0.01)
+        want = {"invalid_partner_audio": len(bad_audio), "invalid_agent_audio": len(bad_audio),
+                "invalid_face": len(bad_faces)}
+        spin_until(ex, lambda: all(node.counters[k] >= v for k, v in want.items()), 10.0)
+        assert {k: node.counters[k] for k in want} == want
+        # the node still works: 48 kHz stereo partner audio (resampled, downmixed) + good face
+        t = np.arange(48000 * 2) / 48000.0
+        stereo = np.stack([0.1 * np.sin(2 * np.pi * 220 * t)] * 2, axis=1).astype(np.float32)
+        base = 1_000_000_000
+        for n, i in enumerate(range(0, stereo.shape[0], 960)):      # 20 ms chunks
+            stamp = sec_to_stamp(base / NS + i / 48000)
+            pub_p.publish(numpy_to_audio_chunk(stereo[i:i + 960], 48000, i, stamp=stamp))
+            if i % 1920 == 0:
+                pub_f.publish(numpy_to_blendshapes(np.zeros(56), stamp=stamp))
+            spin_until(ex, lambda: node.counters["partner_chunks_in"] > len(bad_audio) + n, 5.0)
+        n_good = stereo.shape[0] // 960
+        assert spin_until(ex, lambda: len(frames.msgs) >= 20 and node.counters[
+            "partner_chunks_in"] >= len(bad_audio) + n_good, 20.0), node.diagnostics_values()
+        values = node.diagnostics_values()
+    finally:
+        ex.shutdown()
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()
+    assert values["partner_resampled_chunks"] == n_good
+    assert values["partner_downmixed_chunks"] == n_good
+    assert values["invalid_partner_audio"] == len(bad_audio)   # unchanged by good input
+    assert all(np.isfinite(np.asarray(m.weights)).all() for m in frames.msgs)
+    assert stamp_to_ns(frames.msgs[0].header.stamp) == base
+
+
+def test_missing_or_invalid_checkpoint_is_a_startup_error(ros_context, tmp_path):
+    with pytest.raises(StartupError, match="not found.*nope.pt"):
+        _dualtalk(ros_context, tmp_path / "nope.pt")
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(StartupError, match="invalid checkpoint"):
+        _dualtalk(ros_context, bad)
+    proc = subprocess.run([entry_point("dualtalk_node"), "--ros-args", "-p",
+                           f"checkpoint:={tmp_path / 'nope.pt'}"], env=ros_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "checkpoint not found" in proc.stderr
+
+
+def test_arkit_partner_face_through_map_and_face_before_audio(ros_context, tiny_checkpoint):
+    """An ARKit face (mapped by partner_face_map_file) that arrives before the first partner
+    audio waits for the clock origin and then reaches the engine at the right media time."""
+    from dualtalk_core.layout import ARKIT52_NAMES
+
+    node = _dualtalk(ros_context, tiny_checkpoint,
+                     partner_face_map_file="maps/arkit_to_flame56.yaml")
+    probe = Node("probe", context=ros_context)
+    pub_f = probe.create_publisher(Blendshapes, "partner/face", reliable_qos())
+    pub_p = probe.create_publisher(AudioChunk, "partner/audio", reliable_qos())
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(probe)
+    try:
+        assert spin_until(ex, lambda: pub_f.get_subscription_count() > 0
+                          and pub_p.get_subscription_count() > 0, 10.0)
+        face = Blendshapes(rig="arkit52", names=list(ARKIT52_NAMES),
+                           weights=np.full(52, 0.5, np.float32))
+        face.header.stamp = sec_to_stamp(100.08)
+        pub_f.publish(face)
+        assert spin_until(ex, lambda: node.counters["face_frames_in"] == 1, 5.0)
+        assert node.engine.counters["partner_motion_frames"] == 0     # no clock yet: waits
+        pub_p.publish(numpy_to_audio_chunk(np.zeros(320, np.float32), 16000, 1600,
+                                           stamp=sec_to_stamp(100.1)))
+        assert spin_until(ex, lambda: node.engine.counters["partner_motion_frames"] == 1, 5.0)
+        assert node.origin_ns == 100_000_000_000            # 100.1 s - 1600 / 16000
+        assert node.counters["invalid_face"] == 0
+    finally:
+        ex.shutdown()
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()

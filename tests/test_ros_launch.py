@@ -1,0 +1,135 @@
+"""The launch file, the bring-up command and the installed executables describe one graph.
+
+``launch``/``launch_ros`` are not installable in the venv, so the launch file is checked by
+parsing it (ast): its Node actions must be the bring-up's node set, every executable an
+installed entry point, every parameter file it names must exist, and every parameter in
+config/conversation.yaml must be one its node declares. The bring-up itself is run for a few
+seconds from file audio.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+from importlib.metadata import entry_points
+
+import pytest
+
+from dualtalk_ros import bringup
+from dualtalk_ros.params import load_params_file, resolve_config_path
+
+CLIP = "xkHwlcDSOjc_sub_video_109_000"
+CONDITIONS = {"file_audio": "file_audio", "live_audio": "live_audio", None: "always"}
+
+
+def _launch_nodes(path):
+    tree = ast.parse(path.read_text())
+    nodes, strings = [], []
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Constant) and isinstance(call.value, str):
+            strings.append(call.value)
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Node":
+            kw = {k.arg: k.value for k in call.keywords}
+            cond = kw.get("condition")
+            nodes.append((kw["package"].value, kw["executable"].value, kw["name"].value,
+                          CONDITIONS[cond.id if cond is not None else None]))
+    args = [c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
+            and getattr(c.func, "id", None) == "DeclareLaunchArgument"]
+    return nodes, strings, args
+
+
+def test_launch_file_matches_bringup_and_entry_points(repo_root):
+    nodes, strings, args = _launch_nodes(repo_root / "launch" / "conversation.launch.py")
+    assert {(e, n, w) for _, e, n, w in nodes} == {
+        (e.executable, e.name, e.when) for e in bringup.conversation_nodes()}
+    assert {p for p, *_ in nodes} == {"dualtalk_ros"}
+    installed = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    for _, exe, name, _ in nodes:
+        assert exe in installed, f"launch node {name}: executable {exe!r} is not installed"
+        module, func = installed[exe].split(":")
+        assert callable(getattr(importlib.import_module(module), func))
+    for entry in bringup.conversation_nodes():   # the bring-up class is the executable's class
+        assert installed[entry.executable].split(":")[0] == f"dualtalk_ros.{entry.module}"
+        assert entry.load().__module__ == f"dualtalk_ros.{entry.module}"
+    assert {"checkpoint", "device", "audio_device", "use_file_audio", "partner_wav",
+            "agent_wav"} <= set(args)
+    yaml_files = [s for s in strings if s.endswith(".yaml")]
+    assert yaml_files, "the launch file names no parameter file"
+    for name in yaml_files:
+        assert (repo_root / "config" / name).is_file(), f"launch names missing config/{name}"
+
+
+def test_conversation_params_are_declared_by_their_nodes(repo_root):
+    per_node = load_params_file(repo_root / "config" / "conversation.yaml")
+    entries = {e.name: e for e in bringup.conversation_nodes()}
+    assert set(per_node) <= set(entries), f"unknown node sections {set(per_node) - set(entries)}"
+    for node_name, values in per_node.items():
+        module = importlib.import_module(f"dualtalk_ros.{entries[node_name].module}")
+        declared = {p.name for p in module.PARAMS}
+        assert set(values) <= declared, f"{node_name}: undeclared {set(values) - declared}"
+        for key in ("map_file", "joint_map_file", "rig_map_file", "partner_face_map_file"):
+            if values.get(key):
+                assert resolve_config_path(values[key]).is_file()
+
+
+def test_bringup_overrides(repo_root):
+    parser_args = type("A", (), dict(
+        params=str(repo_root / "config" / "conversation.yaml"), checkpoint="x.pt", device="cuda",
+        audio_device="2", partner_wav="p.wav", agent_wav=None,
+        overrides=["dualtalk_node.hop_s=0.4", "head_driver.rig_map_file="]))
+    params = bringup.node_parameters(parser_args)
+    assert params["dualtalk_node"]["checkpoint"] == "x.pt"
+    assert params["dualtalk_node"]["device"] == "cuda" and params["dualtalk_node"]["hop_s"] == 0.4
+    assert params["audio_capture"]["device"] == "2"
+    assert params["partner_player"]["wav_files"] == ["p.wav"]
+    assert params["head_driver"]["rig_map_file"] == ""
+    parser_args.overrides = ["nobody.x=1"]
+    with pytest.raises(ValueError, match="unknown node"):
+        bringup.node_parameters(parser_args)
+
+
+def test_bringup_runs_the_graph_from_file_audio(tmp_path, tiny_checkpoint, sample_dir):
+    from dualtalk_ros.cli import main
+
+    report = tmp_path / "report.json"
+    code = main(["bringup", "conversation", "--checkpoint", str(tiny_checkpoint),
+                 "--use-file-audio", "--partner-wav", str(sample_dir / f"{CLIP}_speaker1.wav"),
+                 "--agent-wav", str(sample_dir / f"{CLIP}_speaker2.wav"),
+                 "--set", "partner_player.start_delay_s=0.3", "--duration", "4",
+                 "--report", str(report)])
+    assert code == 0
+    data = json.loads(report.read_text())
+    assert data["nodes"] == [e.name for e in bringup.conversation_nodes(True)]
+    assert data["frames"] > 10 and data["dualtalk_node"]["frames_published"] >= data["frames"]
+    assert data["cpu_s"] > 0
+
+
+@pytest.mark.parametrize("exe", ["head_driver", "dualtalk_node"])
+def test_executables_stop_cleanly_on_ctrl_c(exe, request):
+    """Ctrl-C (SIGINT) ends an executable with status 0 and no traceback."""
+    import signal
+    import subprocess
+
+    from ros_helpers import entry_point, ros_env
+
+    args = [entry_point(exe), "--ros-args"]
+    ready = "head_driver: joints"
+    if exe == "dualtalk_node":
+        args += ["-p", f"checkpoint:={request.getfixturevalue('tiny_checkpoint')}"]
+        ready = "DualTalk model from"
+    proc = subprocess.Popen(args, env=ros_env(RCUTILS_LOGGING_BUFFERED_STREAM="0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:           # wait until the node is up
+            lines.append(line)
+            if ready in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = "".join(lines) + out
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log, log
