@@ -17,7 +17,8 @@ import torch.nn.functional as F
 # (so the converter can infer it without --wav2vec2-config; head dim 64 rule -> 1 head).
 SMALL_W2V_RELEASED_LIKE = {
     "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 1, "intermediate_size": 48,
-    "conv_dim": [16] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_dim": [16] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
     "num_feat_extract_layers": 7, "num_conv_pos_embeddings": 8, "num_conv_pos_embedding_groups": 4,
     "do_stable_layer_norm": True, "feat_extract_norm": "layer", "conv_bias": True,
     "mask_time_prob": 0.05, "layerdrop": 0.1,

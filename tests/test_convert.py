@@ -126,3 +126,21 @@ def test_bad_state_dicts_fail_clearly(released_old, tmp_path, capsys):
     with pytest.raises(CheckpointError, match="joint_encoder"):
         from dualtalk_core.convert import load_released_state_dict
         load_released_state_dict(tmp_path / "other.pth")
+
+
+def test_paper_sized_keys_infer_the_paper_config():
+    """The real release (shapes only, meta device, old key style): the converter infers exactly
+    the paper preset, wav2vec2-large-lv60 included, without --wav2vec2-config."""
+    from transformers import Wav2Vec2Config
+
+    from dualtalk_core.config import get_preset
+    from dualtalk_core.model import DualTalk
+
+    paper = get_preset("paper")
+    with torch.device("meta"):
+        sd = DualTalk(paper).state_dict()
+    sd = normalize_keys(sd, new_style=False)
+    assert "joint_encoder.audio_encoder2.encoder.pos_conv_embed.conv.weight_g" in sd
+    cfg = infer_config(normalize_keys(sd))
+    assert cfg.replace(wav2vec2=paper.wav2vec2) == paper
+    assert Wav2Vec2Config(**cfg.wav2vec2).to_dict() == Wav2Vec2Config(**paper.wav2vec2).to_dict()

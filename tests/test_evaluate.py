@@ -103,10 +103,11 @@ def test_cli_pred_dir_writes_markdown_json_csv(synth_root, tmp_path, capsys):
     copy = data["methods"]["Copy partner"]["raw"]
     assert noisy["MSE"]["EXP"] < copy["MSE"]["EXP"]
     assert noisy["MSE"]["EXP"] == pytest.approx(0.05 ** 2, rel=0.2)
-    # lip-sync diagnostic: gt + small noise keeps the ground truth's jaw/speech relation
+    # lip-sync diagnostic: the synthetic jaw follows speech energy; noise weakens the relation
     r_pred = data["methods"]["preds"]["extras"]["jaw_speech_r"]
     r_gt = data["reference"]["jaw_speech_r"]
-    assert r_gt > 0.5 and r_pred == pytest.approx(r_gt, abs=0.15)
+    assert r_gt > 0.8 and 0.2 < r_pred < r_gt
+    assert abs(data["methods"]["Copy partner"]["extras"]["jaw_speech_r"]) < 0.3
     assert "*ground truth (reference)*" in md
     rows = list(csv.DictReader((out / "pc.csv").open()))
     assert len(rows) == 16 and {r["method"] for r in rows} == {"preds", "Copy partner"}

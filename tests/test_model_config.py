@@ -29,7 +29,8 @@ def test_yaml_and_dict_round_trip(name, tmp_path):
 
 @pytest.mark.parametrize("field,value", [
     ("audio_frontend", "spectrogram"), ("modulation_activation", "gelu"), ("d_model", 0),
-    ("d_model", 33), ("enhancer_heads", 3), ("interaction_dropout", 1.5), ("use_interaction", "yes"),
+    ("d_model", 33), ("enhancer_heads", 3), ("interaction_dropout", 1.5),
+    ("use_interaction", "yes"),
     ("wav2vec2", 12), ("lstm_layers", 2.5),
 ])
 def test_bad_values_name_the_field(field, value):

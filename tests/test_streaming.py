@@ -271,6 +271,24 @@ def test_long_gap_resynchronises(model, signals):
     assert engine.counters["gaps"] == 0
 
 
+def test_backlog_limit_skips_to_the_newest_hop(model, signals):
+    """A consumer that fell behind (3 s of audio arrived at once) skips whole hops to stay live."""
+    partner = signals[0]
+    cfg = StreamingConfig(max_backlog_s=0.4)
+    engine = StreamingEngine(model, cfg)
+    engine.push_partner_audio(partner[: 3 * SAMPLE_RATE], 0)
+    frames = engine.pull()
+    skipped = engine.counters["frames_skipped"]
+    assert skipped > 0 and skipped % cfg.hop_frames == 0
+    assert [f.index for f in frames] == list(range(skipped, skipped + len(frames)))
+    assert len(frames) == cfg.hop_frames                  # only the newest hop was computed
+    assert engine.stats["backlog_s"] < cfg.hop_s
+    engine.push_partner_audio(partner[3 * SAMPLE_RATE:], 3 * SAMPLE_RATE)
+    more = engine.pull()
+    assert more[0].index == frames[-1].index + 1          # live again: no further skipping
+    assert_25fps(frames + more, first=skipped)
+
+
 # ---------------------------------------------------------------------------------------- lookahead
 def test_agent_audio_pushed_300ms_ahead_is_used(model, signals, reference):
     """TTS contract: agent audio pushed 300 ms before it plays is in every window that needs it."""

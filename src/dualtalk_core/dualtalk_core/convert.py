@@ -98,7 +98,8 @@ def infer_wav2vec2_kwargs(sd: dict[str, torch.Tensor], base: dict[str, Any] | No
     p = W2V1
     kw["num_hidden_layers"] = _count(sd, re.escape(p) + r"encoder\.layers\.(\d+)\.")
     hidden = sd[p + "feature_projection.projection.weight"].shape[0]
-    kw["intermediate_size"] = sd[p + "encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0]
+    ffn = sd[p + "encoder.layers.0.feed_forward.intermediate_dense.weight"]
+    kw["intermediate_size"] = int(ffn.shape[0])
     n_conv = _count(sd, re.escape(p) + r"feature_extractor\.conv_layers\.(\d+)\.")
     conv_w = [sd[f"{p}feature_extractor.conv_layers.{i}.conv.weight"] for i in range(n_conv)]
     pos_v = sd[p + "encoder.pos_conv_embed.conv.parametrizations.weight.original1"]

@@ -92,6 +92,14 @@ class StreamingConfig:
     crossfade_s: length of the linear blend from the previous hop's prediction to the new one at
                  the start of each batch (0 = none; at most hop_s and lookahead_s - 0.04 s).
     All four must be multiples of 0.04 s (one frame).
+    norm_mode:   ``running`` (default; statistics of the last ``norm_context_s`` of each stream),
+                 ``window`` (each window on its own) or ``none`` (raw audio into the model).
+    face_tolerance_s: a partner face frame further than this from every received one is "filled".
+    max_gap_s:   partner audio gaps up to this are zero-filled; longer ones re-synchronise.
+    max_ahead_s: how far ahead of the partner clock agent audio / face frames may be pushed.
+    max_backlog_s: when compute falls behind and more than this much output is overdue, skip
+                 whole hops to the newest one (counted in ``frames_skipped``); 0 = never skip
+                 (deterministic, the default; a robot that must stay live sets e.g. 1.0).
     """
 
     window_s: float = 2.0
@@ -103,6 +111,7 @@ class StreamingConfig:
     face_tolerance_s: float = 0.04
     max_gap_s: float = 5.0
     max_ahead_s: float = 30.0
+    max_backlog_s: float = 0.0
     vad: VadConfig = field(default_factory=VadConfig)
 
     def __post_init__(self) -> None:
@@ -473,6 +482,12 @@ class StreamingEngine:
             win_end = self._next_emit + hop - 1 + la
             if self._partner_end < win_end * SAMPLES_PER_FRAME:
                 return None
+            behind = (self._partner_end // SAMPLES_PER_FRAME - win_end) // hop   # whole hops overdue
+            if c.max_backlog_s > 0 and behind * hop > c.max_backlog_s * FRAME_RATE:
+                self._next_emit += behind * hop
+                win_end += behind * hop
+                self.counters["frames_skipped"] += behind * hop
+                self._pending = None           # nothing to cross-fade with across the jump
             emit_end = self._next_emit + hop
         else:
             win_end = -(-self._partner_end // SAMPLES_PER_FRAME)
@@ -600,6 +615,8 @@ class StreamingEngine:
             emitted_s = self.counters["frames_emitted"] / FRAME_RATE
             d = {"hops": float(self.counters["hops"]), "frames_emitted": float(self.counters["frames_emitted"]),
                  "clock_s": self.clock_s, "latency_s": self.config.latency_s,
+                 "backlog_s": max(0.0, self.clock_s - (self._next_emit + self.config.lookahead_frames)
+                                  * SAMPLES_PER_FRAME / SAMPLE_RATE) if self._origin is not None else 0.0,
                  "rtf": self._compute_s / emitted_s if emitted_s > 0 else 0.0}
             if ms.size:
                 d.update(hop_ms_mean=float(ms.mean()), hop_ms_p50=float(np.percentile(ms, 50)),

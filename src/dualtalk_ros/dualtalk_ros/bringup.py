@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,14 +183,18 @@ def run(args) -> int:
               + (f" for {args.duration} s" if args.duration else " (Ctrl-C to stop)"),
               file=sys.stderr)
         cpu0, wall0 = os.times(), time.monotonic()
-        if args.duration > 0:
-            timer = threading.Timer(args.duration, executor.shutdown)
-            timer.daemon = True
-            timer.start()
+        deadline = wall0 + args.duration if args.duration > 0 else float("inf")
         try:
-            executor.spin()
+            # spin from this thread (not executor.spin + a timer thread calling shutdown), so
+            # the executor is shut down here, after its worker threads finished their callbacks
+            while ctx.ok() and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.1)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        finally:
+            for n in nodes:
+                executor.remove_node(n)
+            executor.shutdown()
     except StartupError as exc:
         print(f"bringup: start-up error: {exc}", file=sys.stderr)
         code = 1

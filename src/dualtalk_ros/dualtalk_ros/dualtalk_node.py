@@ -323,9 +323,15 @@ class DualTalkNode(Node):
     def close(self) -> None:
         """Stop the worker thread (call before ``destroy_node``)."""
         self._running = False
+        # a reset makes a pull() that is working through a backlog of hops return after the
+        # hop it is computing (its result is discarded), so the join below is short; a thread
+        # left inside torch at interpreter exit aborts the process
+        self.engine.reset()
         self._wake.set()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=10.0)
+            self._worker.join(timeout=60.0)
+            if self._worker.is_alive():
+                self.get_logger().error("engine worker did not stop within 60 s")
 
 
 def main(args=None) -> int:

@@ -1,4 +1,4 @@
-"""``dualtalk-ros bag make|replay|record|evaluate|info``: the bag tools on the command line."""
+"""``dualtalk-ros bag make|replay|record|evaluate|repair|info``: the bag tools on the command line."""
 from __future__ import annotations
 
 import argparse
@@ -73,8 +73,15 @@ def register(subparsers) -> None:
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--drain-idle", type=float, default=3.0)
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-recover", action="store_true",
+                   help="do not evaluate the readable part of a truncated MCAP bag")
     _add_input_topics(p)
     p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("repair", help="copy the readable part of a truncated MCAP bag")
+    p.add_argument("bag")
+    p.add_argument("-o", "--output", required=True, help="new bag folder")
+    p.set_defaults(func=run_repair)
 
     p = sub.add_parser("record", help="record topics to a bag (rosbags writer)")
     p.add_argument("topics", nargs="+", metavar="TOPIC[:=TYPE]",
@@ -130,6 +137,7 @@ def run_evaluate(args) -> int:
     options = EvaluateOptions(
         inputs=_topics(args), graph=graph, rate=args.rate, publish_clock=args.clock,
         storage=args.storage, drain_idle_s=args.drain_idle, plot=not args.no_plot,
+        recover=not args.no_recover,
         outputs=OutputTopics(args.output_topic, args.state_topic, args.diagnostics_topic))
     results = evaluate_path(args.bags, args.output, options)
     for ev in results:
@@ -146,6 +154,15 @@ def run_record(args) -> int:
     counts = record(args.output, args.topics, duration_s=args.duration, storage=args.storage,
                     overwrite=args.overwrite)
     print(f"{args.output}: " + ", ".join(f"{t}={n}" for t, n in counts.items()))
+    return 0
+
+
+def run_repair(args) -> int:
+    from .salvage import repair_bag
+
+    counts, why = repair_bag(args.bag, args.output)
+    print(f"{args.output}: " + ", ".join(f"{t}={n}" for t, n in counts.items())
+          + (f" (input cut: {why})" if why else " (input was complete)"))
     return 0
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dualtalk_core import layout
 
 from . import bagio
 from .graph import GraphError, GraphOptions, GraphProcess
@@ -40,10 +43,11 @@ class EvaluateOptions:
     publish_clock: bool = False
     storage: str = "mcap"
     drain_idle_s: float = 3.0      # stop waiting when no output arrived for this long ...
-    drain_max_s: float = 30.0      # ... or after this long past the end of the replay
+    drain_max_s: float = 30.0      # ... or after this long (+ the clip duration) past the end
     discovery_timeout_s: float = 30.0
     sid_fit_on: str = "pred"
     plot: bool = True
+    recover: bool = True           # evaluate the readable part of a truncated MCAP bag
 
 
 def _replay_topics(inp: InputBag, topics: BagTopics) -> list[str]:
@@ -133,19 +137,27 @@ def run_live(inp: InputBag, out_dir: Path, options: EvaluateOptions
 
 def _drain(recorder: BagRecorder, inp: InputBag, options: EvaluateOptions,
            graph: GraphProcess | None) -> None:
-    """Wait for the frames still in flight after the last input was published."""
+    """Wait for the frames still in flight after the last input was published.
+
+    Stops when every expected frame arrived, when frames stopped arriving for
+    ``drain_idle_s`` (after at least one came), or after ``drain_max_s`` plus the clip's
+    duration (a graph slower than real time keeps working through its backlog meanwhile).
+    """
     expected = inp.expected_frames
     topic = options.outputs.blendshapes
     t_end = time.monotonic()
-    while time.monotonic() - t_end < options.drain_max_s:
+    limit = options.drain_max_s + inp.partner_audio_samples / layout.SAMPLE_RATE
+    while time.monotonic() - t_end < limit:
         if recorder.counts.get(topic, 0) >= expected:
             return
-        last = recorder.last_receive_monotonic.get(topic, t_end)
-        if time.monotonic() - max(last, t_end) > options.drain_idle_s:
+        last = recorder.last_receive_monotonic.get(topic)
+        if last is not None and time.monotonic() - max(last, t_end) > options.drain_idle_s:
             return
         if graph is not None and not graph.alive():
             return
         time.sleep(0.05)
+    LOG.warning("stopped waiting for %s after %.0f s (%d of %d frames)", topic, limit,
+                recorder.counts.get(topic, 0), expected)
 
 
 def evaluate_bag(bag: str | Path, out_dir: str | Path,
@@ -154,15 +166,21 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path,
     options = options or EvaluateOptions()
     bag, out_dir = Path(bag), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    recovered_errors: list[str] = []
     try:
         inp = read_input_bag(bag, options.inputs)
     except bagio.BagReadError as exc:
-        inp = InputBag(path=bag, name=bag.name, topics=_topics_from_metadata(bag), origin_ns=0,
-                       errors=[str(exc)])
+        inp = _recover(bag, out_dir / "recovered_input", options) if options.recover else None
+        if inp is None:
+            inp = InputBag(path=bag, name=bag.name, topics=_topics_from_metadata(bag),
+                           origin_ns=0, errors=[str(exc)])
+        else:
+            recovered_errors.append(f"{exc}; evaluated the part recovered into {inp.path}")
     out_bag = log = None
-    live_errors: list[str] = []
+    live_errors: list[str] = list(recovered_errors)
     if not inp.errors:
-        out_bag, log, live_errors = run_live(inp, out_dir, options)
+        out_bag, log, errors = run_live(inp, out_dir, options)
+        live_errors += errors
     else:
         LOG.error("%s: not replayed: %s", bag, "; ".join(inp.errors))
     ev = score_bag(inp, out_bag, log, partner_topic=options.inputs.partner_audio,
@@ -174,6 +192,29 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path,
         ev.summary["graph"] = {"argv": options.graph.argv(), "log": str(out_dir / "graph.log")}
     write_bag_report(ev, out_dir, plot=options.plot)
     return ev
+
+
+def _recover(bag: Path, target: Path, options: EvaluateOptions) -> InputBag | None:
+    """A truncated MCAP bag -> its readable part as a new bag (None when nothing is usable)."""
+    from .salvage import repair_bag
+
+    if not any(bag.glob("*.mcap")):
+        return None
+    if target.exists():
+        shutil.rmtree(target)
+    try:
+        counts, why = repair_bag(bag, target)
+    except (ValueError, OSError) as exc:
+        LOG.error("%s: recovery failed: %s", bag, exc)
+        return None
+    LOG.warning("%s is damaged (%s); recovered %s", bag, why, counts)
+    try:
+        inp = read_input_bag(target, options.inputs)
+    except bagio.BagReadError:
+        return None
+    inp.warnings.append(f"input bag {bag} is damaged ({why}); recovered "
+                        + ", ".join(f"{t}={n}" for t, n in counts.items()))
+    return inp
 
 
 def _topics_from_metadata(bag: Path) -> dict[str, bagio.TopicSummary]:

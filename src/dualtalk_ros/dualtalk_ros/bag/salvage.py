@@ -148,7 +148,12 @@ def repair_bag(src: str | Path, dst: str | Path, storage: str = "mcap") -> tuple
     if not msgs:
         raise ValueError(f"{src}: nothing recoverable ({sal.stopped or 'no messages'})")
     counts: dict[str, int] = {}
-    with Writer(Path(dst), version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
+    from .bagio import custom_data
+
+    writer = Writer(Path(dst), version=BAG_VERSION, storage_plugin=STORAGES[storage])
+    for key, value in (custom_data(src) if src.is_dir() else {}).items():
+        writer.set_custom_data(key, str(value))     # clip name, start time, ... if readable
+    with writer:
         conns = {}
         for cid in sorted(usable):
             topic, sid = sal.channels[cid]
