@@ -69,16 +69,20 @@ def main(argv: list[str] | None = None) -> int:
             (p, make_checkpoint(p, tmp)) for p in args.presets.split(",")]
         for name, ckpt in runs:
             r = run(ckpt, args.duration, tmp / f"{name}.json", extra)
+            if args.overrides:
+                name += " (" + ", ".join(args.overrides) + ")"
             d = r["dualtalk_node"]
             rows.append(f"| {name} | {r['wall_s']:.0f} | {r['frames']:.0f} | {r['rate_hz']:.2f} | "
                         f"{r['latency_ms_p50']:.0f} | {r['latency_ms_p95']:.0f} | "
+                        f"{r['interval_ms_p50']:.0f} / {r['interval_ms_p95']:.0f} | "
                         f"{d['algorithmic_latency_s'] * 1000:.0f} | {d['hop_ms_p50']:.0f} / "
                         f"{d['hop_ms_p95']:.0f} | {d['real_time_factor']:.2f} | "
                         f"{r['cpu_load_cores']:.2f} of {r['cpu_count']} | "
                         f"{r['machine_loadavg_1min']:.1f} |")
-    print("| model | run s | frames | rate Hz | latency p50 ms | latency p95 ms | L+H ms | "
-          "hop ms p50/p95 | RTF | CPU cores used | machine load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | run s | frames | rate Hz | latency p50 ms | latency p95 ms | "
+          "frame interval ms p50/p95 | L+H ms | hop ms p50/p95 | RTF | CPU cores used | "
+          "machine load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 

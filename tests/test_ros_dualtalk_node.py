@@ -36,8 +36,11 @@ def _dualtalk(ctx, checkpoint, **extra):
     return DualTalkNode(context=ctx, parameter_overrides=to_parameters(params))
 
 
-def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint, sample_dir):
-    node = _dualtalk(ros_context, tiny_checkpoint)
+@pytest.mark.parametrize("playout_delay_s", [0.0, 0.9])
+def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint, sample_dir,
+                                                    playout_delay_s):
+    """playout 0: frames leave per hop as soon as computed; 0.9: each at stamp + 0.9 s."""
+    node = _dualtalk(ros_context, tiny_checkpoint, playout_delay_s=playout_delay_s)
     probe = Node("probe", context=ros_context)
     origin_s = probe.get_clock().now().nanoseconds / NS + 1.0
     players = [AudioFilePlayerNode(
@@ -59,6 +62,9 @@ def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint
 
     probe.create_timer(0.01, send_face)
     frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    arrival_ns = []
+    probe.create_subscription(Blendshapes, "agent/blendshapes", lambda m: arrival_ns.append(
+        probe.get_clock().now().nanoseconds - stamp_to_ns(m.header.stamp)), reliable_qos())
     seqs = Collector(probe, BlendshapeSequence, "agent/blendshape_sequence", reliable_qos())
     states = Collector(probe, ConversationState, "conversation_state", reliable_qos())
     diags = Collector(probe, DiagnosticArray, "/diagnostics", reliable_qos(10))
@@ -87,6 +93,8 @@ def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint
     arrivals = np.array([t for t, _ in frames.items[:125]])
     rate = 124 / (arrivals[-1] - arrivals[0])
     assert 22.5 <= rate <= 27.5 * 1.05, f"output rate {rate:.1f} Hz"  # hop bursts: last hop early
+    if playout_delay_s:     # paced: no frame leaves before its stamp + playout delay
+        assert min(arrival_ns) >= playout_delay_s * NS
     # one state per frame, one sequence per hop with the same frames
     assert [stamp_to_ns(s.header.stamp) for s in states.msgs[:125]] == list(stamps)
     seq = seqs.msgs[0]

@@ -10,13 +10,33 @@ from setuptools import find_packages, setup
 
 PACKAGE = "dualtalk_ros"
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 
 
-def _rel(pattern: str) -> list[str]:
-    """Files of the repository's top-level launch/ and config/ folders, relative to HERE."""
-    return sorted(os.path.relpath(p, HERE) for p in glob(os.path.join(ROOT, pattern)))
+# launch/ and config/ here are symlinks to the repository's top-level folders, so every data
+# file lies inside the package: `colcon build --symlink-install` links each data file into
+# build/dualtalk_ros/<same relative path>, and a "../../config" path would land outside the
+# build folder (in the workspace root).
+def _files(pattern: str) -> list[str]:
+    """Files matching ``pattern`` below this package, relative to it (as data_files wants)."""
+    return sorted(os.path.relpath(p, HERE) for p in glob(os.path.join(HERE, pattern)))
 
+
+def _config_tree() -> list[tuple[str, list[str]]]:
+    """config/**/*.yaml keeping sub-folders (config/maps/ holds the rig maps that the nodes'
+    relative ``map_file`` parameters name), one data_files entry per folder."""
+    entries = []
+    for folder, _dirs, _files_in in sorted(os.walk(os.path.join(HERE, "config"))):
+        sub = os.path.relpath(folder, HERE)        # "config", "config/maps", ...
+        files = _files(os.path.join(sub, "*.yaml"))
+        if files:
+            entries.append((f"share/{PACKAGE}/{sub}", files))
+    return entries
+
+
+LAUNCH_FILES = _files("launch/*.launch.py")
+if not LAUNCH_FILES:
+    raise SystemExit(f"{HERE}/launch has no *.launch.py: launch/ and config/ in this package "
+                     "must be the symlinks to the repository's top-level folders")
 
 # One list of node executables: `ros2 run dualtalk_ros <name>` and the launch file use these.
 NODES = {
@@ -34,9 +54,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", _rel("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", _rel("config/*.yaml")),
-    ],
+        (f"share/{PACKAGE}/launch", LAUNCH_FILES),
+    ] + _config_tree(),
     python_requires=">=3.10",
     install_requires=["dualtalk_core", "numpy", "pyyaml", "rosbags>=0.10", "sounddevice>=0.4",
                       "soundfile>=0.12", "matplotlib>=3.7"],

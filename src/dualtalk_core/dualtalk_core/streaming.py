@@ -27,6 +27,10 @@ range that a hop has already used ("late") is still accepted and improves later 
 already emitted are not revised (counter ``agent_late_chunks``).  Re-sending an identical range is
 dropped as a duplicate; a barge-in that replaces queued speech may overwrite a range that is not
 fully written yet.  To cancel queued speech, overwrite it with zeros.
+Frames for media time ``t`` come out when the partner clock reaches ``t + L`` (plus up to one hop),
+so for exact lip sync present frame ``k`` at ``k * 0.04 + config.latency_s`` on the playback clock
+and delay the agent's loudspeaker output by the same ``latency_s``; a renderer that shows frames as
+they arrive lags the agent's voice by up to ``latency_s``.
 
 Faults (nothing raises out of a ``push_*`` for bad data; each returns ``False`` and counts)
 ------------------------------------------------------------------------------------------
@@ -272,7 +276,8 @@ class StreamingEngine:
     ``model`` is anything callable as ``model(self_audio [1,n], partner_audio [1,n],
     partner_motion [1,T,56], num_frames=T, normalize_audio=False) -> [1,T,56]`` (a
     :class:`dualtalk_core.model.DualTalk`, possibly quantised).  Push methods may be called from
-    one thread while another calls :meth:`pull`; the model runs outside the lock.
+    one thread while another calls :meth:`pull`; the model runs outside the buffer lock, so pushes
+    never wait for a hop.  ``pull`` raises only if the model itself fails.
     """
 
     def __init__(self, model: Callable, config: StreamingConfig | None = None,
@@ -288,7 +293,8 @@ class StreamingEngine:
             model.to(self.device)
         self.config = config if config is not None else StreamingConfig()
         self.config.validate()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()          # guards the buffers and counters
+        self._pull_lock = threading.Lock()      # one puller at a time (hops are sequential)
         self._generation = 0
         self.last_rejection: str = ""
         self.reset()
@@ -567,6 +573,10 @@ class StreamingEngine:
         self._motion.trim_before(keep / SAMPLE_RATE)
 
     def _run_hops(self, final: bool) -> None:
+        with self._pull_lock:
+            self._run_hops_locked(final)
+
+    def _run_hops_locked(self, final: bool) -> None:
         while True:
             with self._lock:
                 job = self._make_job(final=False)

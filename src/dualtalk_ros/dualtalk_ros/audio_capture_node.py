@@ -53,9 +53,10 @@ PARAMS = (
 def _device_list() -> str:
     import sounddevice as sd
     try:
-        return str(sd.query_devices())
+        text = str(sd.query_devices()).strip()
     except Exception as exc:  # PortAudio not initialised / no host API
         return f"(cannot list devices: {exc})"
+    return text or "(none: PortAudio sees no audio device; check ALSA, e.g. `arecord -l`)"
 
 
 class AudioCaptureNode(Node):

@@ -137,7 +137,9 @@ class _Probe:
                 "rate_hz": (len(a) - 1) / span if span > 0 else 0.0,
                 "latency_ms_p50": float(np.percentile(lat, 50)),
                 "latency_ms_p95": float(np.percentile(lat, 95)),
-                "latency_ms_max": float(lat.max())}
+                "latency_ms_max": float(lat.max()),
+                "interval_ms_p50": float(np.percentile(np.diff(a[:, 0]) / 1e6, 50)),
+                "interval_ms_p95": float(np.percentile(np.diff(a[:, 0]) / 1e6, 95))}
 
 
 def run(args) -> int:
@@ -192,8 +194,14 @@ def run(args) -> int:
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:
+            # detach the nodes and let callbacks already handed to the thread pool finish
+            # before the executor destroys its guard condition (rclpy otherwise reports
+            # "cannot use Destroyable" from tasks that were still queued)
             for n in nodes:
                 executor.remove_node(n)
+            drain_until = time.monotonic() + 0.3
+            while time.monotonic() < drain_until:
+                executor.spin_once(timeout_sec=0.05)
             executor.shutdown()
     except StartupError as exc:
         print(f"bringup: start-up error: {exc}", file=sys.stderr)

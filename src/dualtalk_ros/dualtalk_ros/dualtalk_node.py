@@ -18,6 +18,7 @@ in a worker thread so subscriptions never block behind inference. Every bad mess
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import numpy as np
@@ -25,7 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from dualtalk_msgs.msg import AudioChunk, BlendshapeSequence, Blendshapes, ConversationState
 from rclpy.node import Node
 
-from dualtalk_core.layout import DIM, FLAME56, FLAME56_NAMES, SAMPLE_RATE
+from dualtalk_core.layout import DIM, FLAME56, FLAME56_NAMES, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 from .audio_input import AudioInput
 from .conversions import (MessageError, blendshapes_to_numpy, ns_to_stamp,
@@ -41,6 +42,8 @@ PRESET_CHOICES = ("auto", "tiny", "cpu", "base", "paper")
 PARAMS = (
     Param("checkpoint", "", "DualTalk checkpoint (.pt) to load at start (required)"),
     Param("device", "cpu", "torch device: cpu, cuda or cuda:N"),
+    Param("warmup", True, "run the model once on silence at start, so the first real hop is "
+          "not slowed by lazy initialisation"),
     Param("torch_threads", 0, "torch intra-op CPU threads; 0 = torch's default", low=0, high=256),
     Param("streaming_preset", "auto", "W/L/H defaults of this model preset; auto = cpu",
           choices=PRESET_CHOICES),
@@ -60,6 +63,10 @@ PARAMS = (
     Param("agent_clock", "index", "place agent audio by its sample index or by its stamp",
           choices=("index", "stamp")),
     Param("frame_id", "agent_face", "frame_id of the agent face outputs"),
+    Param("playout_delay_s", 0.0, "0 = publish each hop's frames as soon as computed (lowest "
+          "latency, bursts of one hop); > 0 = publish each frame at its stamp + this delay, an "
+          "even 25 Hz stream for controllers (use > lookahead + hop + compute time)",
+          low=0.0, high=10.0),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics", low=0.0, high=60.0),
     Param("restart_after_rewind_s", 5.0, "partner sample index jumping back this far starts a "
           "new conversation (player restarted)", low=0.1, high=3600.0),
@@ -68,7 +75,7 @@ PARAMS = (
 NODE_COUNTERS = ("partner_chunks_in", "agent_chunks_in", "face_frames_in",
                  "invalid_partner_audio", "invalid_agent_audio", "invalid_face",
                  "engine_rejected", "face_before_origin_dropped", "agent_before_origin_dropped",
-                 "conversation_restarts", "model_errors", "frames_published")
+                 "conversation_restarts", "model_errors", "frames_published", "late_frames")
 
 
 def load_model(path: str):
@@ -126,6 +133,8 @@ class DualTalkNode(Node):
             self.engine = StreamingEngine(model, self.config, device=p["device"])
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             raise StartupError(f"dualtalk_node: {exc}") from exc
+        if p["warmup"]:
+            self._warm_up(model)
         if self.face_map.target_rig != FLAME56:
             raise StartupError(f"{self.face_map.origin}: target_rig should be flame56")
         self.counters = Counters(*NODE_COUNTERS)
@@ -148,12 +157,33 @@ class DualTalkNode(Node):
         self.create_subscription(Blendshapes, p["partner_face_topic"], self.on_partner_face, in_qos)
         if p["diagnostics_period_s"] > 0:
             self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
+        self._outbox: deque = deque()            # (due ns, OutputFrame, stamp ns) when paced
+        self._out_cond = threading.Condition()
         self._worker = threading.Thread(target=self._work, name="dualtalk_engine", daemon=True)
         self._worker.start()
+        self._pacer = None
+        if p["playout_delay_s"] > 0:
+            self._pacer = threading.Thread(target=self._pace, name="dualtalk_pacer", daemon=True)
+            self._pacer.start()
         c = self.config
         self.get_logger().info(
             f"DualTalk model from {p['checkpoint']} on {p['device']}; streaming W={c.window_s} "
             f"L={c.lookahead_s} H={c.hop_s} s (latency floor {c.latency_s:.2f} s)")
+
+    def _warm_up(self, model) -> None:
+        """One forward pass over a window of silence (same sizes as a real hop)."""
+        import torch
+
+        c = self.config
+        frames = c.window_frames + c.hop_frames + c.lookahead_frames
+        n = frames * SAMPLES_PER_FRAME
+        dev = self.engine.device
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model(torch.zeros(1, n, device=dev), torch.zeros(1, n, device=dev),
+                  torch.zeros(1, frames, DIM, device=dev), num_frames=frames,
+                  normalize_audio=False)
+        self.get_logger().info(f"warm-up pass: {1000 * (time.perf_counter() - t0):.0f} ms")
 
     # ------------------------------------------------------------------ input
     def _warn(self, text: str) -> None:
@@ -274,22 +304,49 @@ class DualTalkNode(Node):
             self.pub_seq.publish(numpy_to_blendshape_sequence(
                 np.stack([f.weights for f in batch]), rig=FLAME56, names=FLAME56_NAMES,
                 stamp=ns_to_stamp(origin + int(round(batch[0].media_time_s * NS))), frame_id=fid))
+        delay_ns = int(self.params["playout_delay_s"] * NS)
         for f in frames:
             stamp_ns = origin + int(round(f.media_time_s * NS))
-            stamp = ns_to_stamp(stamp_ns)
-            if not self._running:
-                return
-            self.pub_frame.publish(numpy_to_blendshapes(f.weights, rig=FLAME56, names=FLAME56_NAMES,
-                                                        stamp=stamp, frame_id=fid))
-            state = ConversationState(partner_speaking=bool(f.partner_speaking),
-                                      agent_speaking=bool(f.agent_speaking),
-                                      partner_voice_activity=float(f.partner_vad),
-                                      agent_voice_activity=float(f.agent_vad))
-            state.header.stamp = stamp
-            state.header.frame_id = fid
-            self.pub_state.publish(state)
-            self.counters.inc("frames_published")
-            self._latency_ms.append((self.get_clock().now().nanoseconds - stamp_ns) / 1e6)
+            if delay_ns > 0:
+                with self._out_cond:
+                    self._outbox.append((stamp_ns + delay_ns, f, stamp_ns))
+                    self._out_cond.notify()
+            else:
+                self._publish_frame(f, stamp_ns)
+
+    def _pace(self) -> None:
+        """Publish queued frames at their due time (stamp + playout delay)."""
+        while self._running:
+            with self._out_cond:
+                if not self._outbox:
+                    self._out_cond.wait(0.1)
+                    continue
+                due, frame, stamp_ns = self._outbox[0]
+                wait_ns = due - self.get_clock().now().nanoseconds
+                if wait_ns > 0:
+                    self._out_cond.wait(wait_ns / NS)
+                    continue
+                self._outbox.popleft()
+            if wait_ns < -NS // 25:           # more than one frame behind its due time
+                self.counters.inc("late_frames")
+            self._publish_frame(frame, stamp_ns)
+
+    def _publish_frame(self, f, stamp_ns: int) -> None:
+        if not self._running:
+            return
+        fid = self.params["frame_id"]
+        stamp = ns_to_stamp(stamp_ns)
+        self.pub_frame.publish(numpy_to_blendshapes(f.weights, rig=FLAME56, names=FLAME56_NAMES,
+                                                    stamp=stamp, frame_id=fid))
+        state = ConversationState(partner_speaking=bool(f.partner_speaking),
+                                  agent_speaking=bool(f.agent_speaking),
+                                  partner_voice_activity=float(f.partner_vad),
+                                  agent_voice_activity=float(f.agent_vad))
+        state.header.stamp = stamp
+        state.header.frame_id = fid
+        self.pub_state.publish(state)
+        self.counters.inc("frames_published")
+        self._latency_ms.append((self.get_clock().now().nanoseconds - stamp_ns) / 1e6)
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics_values(self) -> dict:
@@ -328,6 +385,10 @@ class DualTalkNode(Node):
         # left inside torch at interpreter exit aborts the process
         self.engine.reset()
         self._wake.set()
+        with self._out_cond:
+            self._out_cond.notify_all()
+        if self._pacer is not None and threading.current_thread() is not self._pacer:
+            self._pacer.join(timeout=5.0)
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=60.0)
             if self._worker.is_alive():

@@ -183,9 +183,11 @@ def resolve_config_path(path: str | Path) -> Path:
         if p.exists():
             return p
         raise FileNotFoundError(f"file not found: {p}")
-    tried = [Path.cwd() / p]
-    tried += [d / p for d in config_dirs()]
-    tried += [d.parent / p for d in config_dirs()]     # "config/maps/x.yaml" style
+    tried: list[Path] = []
+    for cand in [Path.cwd() / p] + [d / p for d in config_dirs()] + [
+            d.parent / p for d in config_dirs()]:      # "config/maps/x.yaml" style
+        if cand not in tried:
+            tried.append(cand)
     for cand in tried:
         if cand.exists():
             return cand

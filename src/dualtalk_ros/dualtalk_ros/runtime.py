@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 
 class StartupError(RuntimeError):
@@ -19,20 +19,32 @@ class StartupError(RuntimeError):
 
 
 def run_node(factory: Callable[..., object], args: list[str] | None = None) -> int:
-    """``main()`` body shared by all executables; returns the process exit code."""
+    """``main()`` body shared by all executables; returns the process exit code.
+
+    The executor exists before the node is built, so a Ctrl-C during a long start-up (model
+    loading) ends in the same clean path as one during spinning.
+    """
     rclpy.init(args=args)
+    executor = SingleThreadedExecutor()
     node = None
     code = 0
     try:
         node = factory()
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (StartupError, FileNotFoundError, ValueError) as exc:
         name = getattr(factory, "__name__", "node")
         print(f"[{name}] start-up error: {exc}", file=sys.stderr)
         code = 1
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C came while the node was being built: its context is gone, which is the
+        # shutdown that was asked for, not an error
     finally:
+        executor.shutdown()
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:

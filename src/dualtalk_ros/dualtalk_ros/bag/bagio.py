@@ -54,7 +54,10 @@ def open_reader(path: str | Path) -> Reader:
         reader = Reader(path)
         reader.open()
     except Exception as exc:  # rosbags raises several types for corrupt/truncated files
-        raise BagReadError(f"cannot open bag {path}: {type(exc).__name__}: {exc}") from exc
+        hint = ("; if the recording was cut off, `dualtalk-ros bag repair` recovers its "
+                "readable part" if path.is_dir() and any(path.glob("*.mcap")) else "")
+        raise BagReadError(f"cannot open bag {path}: {type(exc).__name__}: {exc}{hint}") \
+            from exc
     return reader
 
 

@@ -1,10 +1,9 @@
-"""``dualtalk-ros bag make|replay|record|evaluate|repair|info``: the bag tools on the command line."""
+"""``dualtalk-ros bag make|replay|record|evaluate|repair|info``: bag tools on the command line."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-from pathlib import Path
 
 LOG = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ class EvaluateOptions:
     publish_clock: bool = False
     storage: str = "mcap"
     drain_idle_s: float = 3.0      # stop waiting when no output arrived for this long ...
-    drain_max_s: float = 30.0      # ... or after this long (+ the clip duration) past the end
+    drain_max_s: float = 30.0      # ... or after this long (+ 2x the clip duration) past the end
     discovery_timeout_s: float = 30.0
     sid_fit_on: str = "pred"
     plot: bool = True
@@ -78,7 +78,7 @@ def run_live(inp: InputBag, out_dir: Path, options: EvaluateOptions
     if options.graph is not None:
         graph = GraphProcess(options.graph, out_dir / "graph.log")
     ctx = Context()
-    rclpy.init(context=ctx)
+    rclpy.init(args=[], context=ctx)  # never parse our CLI as ROS args
     node = rclpy.create_node("dualtalk_bag_evaluate", context=ctx)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
@@ -140,13 +140,13 @@ def _drain(recorder: BagRecorder, inp: InputBag, options: EvaluateOptions,
     """Wait for the frames still in flight after the last input was published.
 
     Stops when every expected frame arrived, when frames stopped arriving for
-    ``drain_idle_s`` (after at least one came), or after ``drain_max_s`` plus the clip's
-    duration (a graph slower than real time keeps working through its backlog meanwhile).
+    ``drain_idle_s`` (after at least one came), or after ``drain_max_s`` plus twice the clip's
+    duration (a graph up to 3x slower than real time can work through its backlog).
     """
     expected = inp.expected_frames
     topic = options.outputs.blendshapes
     t_end = time.monotonic()
-    limit = options.drain_max_s + inp.partner_audio_samples / layout.SAMPLE_RATE
+    limit = options.drain_max_s + 2.0 * inp.partner_audio_samples / layout.SAMPLE_RATE
     while time.monotonic() - t_end < limit:
         if recorder.counts.get(topic, 0) >= expected:
             return

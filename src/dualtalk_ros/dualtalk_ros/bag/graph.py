@@ -90,8 +90,9 @@ class GraphProcess:
         deadline = time.monotonic() + self.options.startup_timeout_s
         while True:
             if not self.alive():
-                raise GraphError(f"graph process exited with code {self.proc.returncode} "
-                                 f"during start-up; log {self.log_path}:\n{log_tail(self.log_path)}")
+                raise GraphError(
+                    f"graph process exited with code {self.proc.returncode} during start-up; "
+                    f"log {self.log_path}:\n{log_tail(self.log_path)}")
             subs_missing = [t for t in subscribed if node.count_subscribers(resolve(t)) == 0]
             pubs_missing = [t for t in published if node.count_publishers(resolve(t)) == 0]
             if not subs_missing and not pubs_missing:

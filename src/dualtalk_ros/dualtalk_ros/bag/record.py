@@ -144,7 +144,7 @@ def record(out_path: str | Path, topics: list[str], *, duration_s: float = 0.0,
     explicit = {t.split(":=")[0]: t.split(":=")[1] for t in topics if ":=" in t}
     plain = [t for t in topics if ":=" not in t]
     ctx = Context()
-    rclpy.init(context=ctx)
+    rclpy.init(args=[], context=ctx)  # never parse our CLI as ROS args
     node = rclpy.create_node("dualtalk_bag_record", context=ctx)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)

@@ -239,7 +239,7 @@ def replay(bag: str | Path, options: ReplayOptions | None = None, *,
     from rclpy.parameter import Parameter
 
     ctx = Context()
-    rclpy.init(context=ctx)
+    rclpy.init(args=[], context=ctx)  # never parse our CLI as ROS args
     node = rclpy.create_node(node_name, context=ctx, parameter_overrides=[
         Parameter("use_sim_time", Parameter.Type.BOOL, use_sim_time)])
     try:
