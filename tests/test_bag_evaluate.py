@@ -1,8 +1,7 @@
 """``bag evaluate``: the live graph (tiny checkpoint) against replayed bags, scored and reported.
 
-The metrics in the report must equal ``evaluate_predictions`` (the code behind
-``dualtalk evaluate``) run on the predictions read back independently from the recorded output
-bag. Broken inputs (truncated file, missing topic) give a clear error and a partial report.
+The metrics in the report must equal ``dualtalk evaluate --pred-dir`` run on the predictions
+read back independently from the recorded output bag. Broken inputs (truncated file, missing topic) give a clear error and a partial report.
 """
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from rosbags.rosbag2 import Reader
 
 from bag_helpers import write_synthetic_clip
 from dualtalk_core import layout
-from dualtalk_core.evaluate import evaluate_predictions
 from dualtalk_ros.bag.evaluate import EvaluateOptions, evaluate_bag, evaluate_path
 from dualtalk_ros.bag.graph import GraphOptions
 from dualtalk_ros.bag.make import BagTopics, MakeOptions, find_clip_sources, make_bag
@@ -58,10 +56,11 @@ def predictions_from_output_bag(path: Path, origin_ns: int) -> np.ndarray:
 
 
 def test_evaluate_directory_with_live_graph(tmp_path, tiny_checkpoint):
-    write_synthetic_clip(tmp_path / "data", "clipa", seconds=1.6, seed=1)
-    write_synthetic_clip(tmp_path / "data", "clipb", seconds=1.2, seed=2, motion_sides=(1,))
+    data = tmp_path / "data" / "test"
+    write_synthetic_clip(data, "clipa", seconds=1.6, seed=1)
+    write_synthetic_clip(data, "clipb", seconds=1.2, seed=2, motion_sides=(1,))
     bags = tmp_path / "bags"
-    src = {s.name: s for s in find_clip_sources(tmp_path / "data")}
+    src = {s.name: s for s in find_clip_sources(data)}
     make_bag(src["clipa_speaker1"], bags / "a", MakeOptions(start_time_s=10.0))
     make_bag(src["clipb_speaker2"], bags / "b")          # no ground truth
     out = tmp_path / "report"
@@ -79,13 +78,19 @@ def test_evaluate_directory_with_live_graph(tmp_path, tiny_checkpoint):
         lat = r.summary["latency_ms"]
         assert lat["n"] == f["received"] and 0 < lat["p50"] <= lat["p95"] <= lat["max"]
         assert r.summary["conversation_state"]["messages"] > 0
-    # bag a: metrics equal dualtalk evaluate on the predictions its output bag holds
+    # bag a: metrics equal `dualtalk evaluate` on the predictions its output bag holds
     pred = predictions_from_output_bag(Path(ra.summary["output_bag"]), 10 * NS)
-    clip = write_synthetic_clip(tmp_path / "again", "clipa", seconds=1.6, seed=1)
-    ref = evaluate_predictions({"clipa_speaker1": pred}, {"clipa_speaker1": clip["motion"][1]},
-                               {"clipa_speaker1": clip["motion"][2]})
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    np.save(preds / "clipa_speaker1.npy", pred)
+    from dualtalk_core.cli import main as dualtalk_main
+    assert dualtalk_main(["evaluate", "--pred-dir", str(preds), "--data", str(tmp_path / "data"),
+                          "--split", "test", "--baselines", "none", "--method-name", "bag",
+                          "--json", str(tmp_path / "ref.json")]) == 0
+    ref = json.loads((tmp_path / "ref.json").read_text())["methods"]["bag"]
+    assert ref["n_clips"] == 1
     got = ra.summary["metrics"]["raw"]
-    for metric, groups in ref.mean.items():
+    for metric, groups in ref["raw"].items():
         for g, v in groups.items():
             assert got[metric][g] == pytest.approx(v, abs=1e-6), (metric, g)
     assert "FD" in (out / "a" / "report.md").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
+import pytest
 from dualtalk_msgs.msg import AudioChunk
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -18,6 +19,8 @@ from dualtalk_ros.conversions import audio_chunk_to_numpy
 from dualtalk_ros.qos import sensor_qos
 from ros_helpers import (Collector, entry_point, index_coded_stereo, ros_env, spin_until,
                          write_alsa_file_device)
+
+pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
 N_SAMPLES = 16000  # 1 s of stereo audio in the file
 BLOCK = 320        # 20 ms

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 from dualtalk_msgs.msg import AudioChunk
 from rclpy.executors import SingleThreadedExecutor
@@ -12,6 +13,8 @@ from dualtalk_ros.conversions import audio_chunk_to_numpy, stamp_to_ns
 from dualtalk_ros.params import to_parameters
 from dualtalk_ros.qos import sensor_qos
 from ros_helpers import spin_until
+
+pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
 
 def _play(ctx, wav, lead):

@@ -16,6 +16,8 @@ from dualtalk_ros.params import (Param, ParamError, declare_params, load_params_
                                  parse_overrides, to_parameters)
 from dualtalk_ros.rig_mapping import MapFileError, linear_map_from_dict, load_linear_map
 
+pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
+
 
 def test_stamps_roundtrip_exactly():
     for ns in (0, 1, 999_999_999, 1_795_000_000_123_456_789):

@@ -26,6 +26,8 @@ from dualtalk_ros.qos import reliable_qos
 from dualtalk_ros.runtime import StartupError
 from ros_helpers import Collector, entry_point, ros_env, spin_until
 
+pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
+
 CLIP = "xkHwlcDSOjc_sub_video_109_000"
 NS = 1_000_000_000
 
@@ -211,7 +213,8 @@ def test_missing_or_invalid_checkpoint_is_a_startup_error(ros_context, tmp_path)
 
 def test_arkit_partner_face_through_map_and_face_before_audio(ros_context, tiny_checkpoint):
     """An ARKit face (mapped by partner_face_map_file) that arrives before the first partner
-    audio waits for the clock origin and then reaches the engine at the right media time."""
+    audio waits for the clock origin and then reaches the engine at the right media time; a
+    partner stream that restarts from sample 0 starts a new conversation."""
     from dualtalk_core.layout import ARKIT52_NAMES
 
     node = _dualtalk(ros_context, tiny_checkpoint,
@@ -236,8 +239,23 @@ def test_arkit_partner_face_through_map_and_face_before_audio(ros_context, tiny_
         assert spin_until(ex, lambda: node.engine.counters["partner_motion_frames"] == 1, 5.0)
         assert node.origin_ns == 100_000_000_000            # 100.1 s - 1600 / 16000
         assert node.counters["invalid_face"] == 0
+        # a partner source restarted from sample 0 (10 s back): a new conversation, new origin
+        for index, stamp in ((160_000, 110.0), (0, 200.0)):
+            pub_p.publish(numpy_to_audio_chunk(np.zeros(320, np.float32), 16000, index,
+                                               stamp=sec_to_stamp(stamp)))
+        assert spin_until(ex, lambda: node.counters["conversation_restarts"] == 1, 5.0)
+        assert node.origin_ns == 200_000_000_000
     finally:
         ex.shutdown()
         node.close()
         node.destroy_node()
         probe.destroy_node()
+
+
+def test_unavailable_cuda_is_a_startup_error(ros_context, tiny_checkpoint):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(StartupError, match="cuda.*no usable CUDA"):
+        _dualtalk(ros_context, tiny_checkpoint, device="cuda")

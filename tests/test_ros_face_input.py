@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from dualtalk_msgs.msg import Blendshapes
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -13,6 +14,8 @@ from dualtalk_ros.face_input_adapter_node import FaceInputAdapterNode
 from dualtalk_ros.params import to_parameters
 from dualtalk_ros.qos import reliable_qos
 from ros_helpers import Collector, spin_until
+
+pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
 J = FLAME56_NAMES.index
 

@@ -21,6 +21,8 @@ from dualtalk_ros.params import to_parameters
 from dualtalk_ros.qos import reliable_qos
 from ros_helpers import Collector, spin_until
 
+pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
+
 EPS = 1e-9
 
 

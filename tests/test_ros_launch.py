@@ -18,6 +18,8 @@ import pytest
 from dualtalk_ros import bringup
 from dualtalk_ros.params import load_params_file, resolve_config_path
 
+pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
+
 CLIP = "xkHwlcDSOjc_sub_video_109_000"
 CONDITIONS = {"file_audio": "file_audio", "live_audio": "live_audio", None: "always"}
 
@@ -104,6 +106,7 @@ def test_bringup_runs_the_graph_from_file_audio(tmp_path, tiny_checkpoint, sampl
     assert data["cpu_s"] > 0
 
 
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("exe", ["head_driver", "dualtalk_node"])
 def test_executables_stop_cleanly_on_ctrl_c(exe, request):
     """Ctrl-C (SIGINT) ends an executable with status 0 and no traceback."""

@@ -18,7 +18,7 @@ from dualtalk_core.train import TrainConfig, read_log, train
 from data_helpers import make_synth
 
 TINY = dict(model="tiny", lr=2e-3, batch_size=4, window=50, epochs=50, checkpoint_every_epochs=1,
-            progress=False, device="cpu", seed=3)
+            progress=False, device="cpu", seed=3, num_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,10 @@ def data_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def full_run(data_root, tmp_path_factory):
-    """An uninterrupted run of 14 steps (crosses an epoch boundary)."""
+    """An uninterrupted run of 14 steps (crosses an epoch boundary), validating every 3 steps
+    (validation must not disturb the RNG: the resume test compares against this run)."""
     out = tmp_path_factory.mktemp("full")
-    result = train(TrainConfig(**TINY, max_steps=14), data_root, out)
+    result = train(TrainConfig(**TINY, max_steps=14, val_every_steps=3), data_root, out)
     return out, result
 
 
@@ -104,6 +105,8 @@ def test_short_run_lowers_validation_loss_and_writes_checkpoints(full_run):
     assert result.steps == 14 and result.stopped_by == "max_steps"
     vals = [r for r in read_log(out / "log.csv") if r["kind"] == "val"]
     assert vals[0]["step"] == 0 and vals[-1]["step"] == 14
+    assert {3, 6, 9, 12} <= {v["step"] for v in vals}       # val_every_steps=3
+    assert any(r["kind"] == "train_epoch" for r in read_log(out / "log.csv"))
     assert vals[-1]["loss"] < 0.5 * vals[0]["loss"]
     steps = [r for r in read_log(out / "log.csv") if r["kind"] == "train_step"]
     assert [r["step"] for r in steps] == list(range(1, 15))

@@ -63,6 +63,8 @@ class TrainConfig:
     val_fraction: float = 0.0
     """> 0: hold out this fraction of the training clips for validation instead."""
     val_every_epochs: int = 1
+    val_every_steps: int | None = None
+    """Also validate every N optimizer steps (None = only per epoch)."""
     validate_at_start: bool = True
     """Log a validation loss before the first step (the curve's starting point)."""
     checkpoint_every_epochs: int = 10
@@ -109,7 +111,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 bad(name, "an int >= 1")
-        for name in ("stride", "max_steps", "max_train_clips", "num_threads"):
+        for name in ("stride", "max_steps", "max_train_clips", "num_threads", "val_every_steps"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
@@ -387,15 +389,27 @@ def _load_sides(data_root: Path, cfg: TrainConfig, info: DistInfo):
 
 def train(cfg: TrainConfig, data_root: str | Path, out_dir: str | Path,
           resume: str | Path | None = None) -> TrainResult:
-    """Run (or resume) training; returns what happened. Works under torchrun too."""
+    """Run (or resume) training; returns what happened. Works under torchrun too.
+
+    ``cfg.num_threads`` applies for the duration of the call (restored afterwards, so callers
+    in the same process keep their own setting)."""
+    previous_threads = torch.get_num_threads()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        return _train(cfg, data_root, out_dir, resume)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg: TrainConfig, data_root: str | Path, out_dir: str | Path,
+           resume: str | Path | None) -> TrainResult:
     from torch.utils.data import DataLoader, DistributedSampler
 
     from .checkpoint import check_state_dict, read_payload, save_checkpoint
     from .model import DualTalk
 
     start_time = time.perf_counter()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = setup_distributed(cfg.device)
     out_dir = Path(out_dir)
@@ -550,6 +564,8 @@ def train(cfg: TrainConfig, data_root: str | Path, out_dir: str | Path,
             if bar is not None:
                 bar.set_postfix(loss=f"{parts['loss']:.4f}")
                 bar.update(1)
+            if cfg.val_every_steps and step % cfg.val_every_steps == 0 and b < len(batches):
+                validate(epoch + 1)
             reason = 0.0
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 reason = 1.0

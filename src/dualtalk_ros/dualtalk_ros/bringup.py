@@ -73,6 +73,9 @@ def register(sub) -> None:
     p.add_argument("--audio-device", help="capture device (name or index)")
     p.add_argument("--use-file-audio", action="store_true",
                    help="play wav files (partner_player/agent_player) instead of capturing")
+    p.add_argument("--no-audio-input", action="store_true",
+                   help="start no audio source: another process (e.g. a bag replay) publishes "
+                        "partner/agent audio")
     p.add_argument("--partner-wav", help="partner wav for --use-file-audio")
     p.add_argument("--agent-wav", help="agent wav for --use-file-audio")
     p.add_argument("--duration", type=float, default=0.0,
@@ -152,6 +155,8 @@ def run(args) -> int:
 
     params = node_parameters(args)
     entries = conversation_nodes(args.use_file_audio)
+    if getattr(args, "no_audio_input", False):
+        entries = [e for e in entries if e.when == "always"]
     ctx = Context()
     rclpy.init(context=ctx)
     nodes: list = []

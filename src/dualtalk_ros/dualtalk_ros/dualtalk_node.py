@@ -122,9 +122,12 @@ class DualTalkNode(Node):
         from dualtalk_core.streaming import StreamingEngine
 
         p = self.params = declare_params(self, PARAMS)
+        import torch
         if p["torch_threads"] > 0:
-            import torch
             torch.set_num_threads(p["torch_threads"])
+        if p["device"].startswith("cuda") and not torch.cuda.is_available():
+            raise StartupError(f"dualtalk_node: device {p['device']!r} requested but this torch "
+                               f"has no usable CUDA (torch.cuda.is_available() is False)")
         model, payload = load_model(p["checkpoint"])
         try:
             self.config = streaming_config(p, payload)
@@ -134,7 +137,11 @@ class DualTalkNode(Node):
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             raise StartupError(f"dualtalk_node: {exc}") from exc
         if p["warmup"]:
-            self._warm_up(model)
+            try:
+                self._warm_up(model)
+            except Exception as exc:
+                raise StartupError(f"dualtalk_node: the model fails on a window of silence "
+                                   f"(checkpoint {p['checkpoint']}): {exc}") from exc
         if self.face_map.target_rig != FLAME56:
             raise StartupError(f"{self.face_map.origin}: target_rig should be flame56")
         self.counters = Counters(*NODE_COUNTERS)

@@ -54,6 +54,12 @@ class GraphOptions:
         return argv
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so ``stop()`` can end the graph cleanly even
+    when this process was started in the background (where shells ignore SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def log_tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -75,8 +81,13 @@ class GraphProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         LOG.info("starting graph: %s", " ".join(shlex.quote(a) for a in argv))
+        env = dict(os.environ)
+        # idle OpenMP threads sleep instead of spinning: on a shared/loaded CPU spinning torch
+        # threads starve the graph's own callbacks (see bench/run_all.py); overridable by env
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ), start_new_session=True)
+                                     env=env, start_new_session=True,
+                                     preexec_fn=_default_sigint)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
