@@ -290,19 +290,19 @@ def section_stream(args, presets: list[str]) -> list[str]:
     return lines + [""]
 
 
-def section_diff(args) -> list[str]:
+def section_diff(args, checkpoint: str | None = None, data_root: str | None = None) -> list[str]:
     import torch
 
     from dualtalk_core.streaming import StreamingConfig
 
     torch.set_num_threads(args.threads)
     preset = args.diff_preset
-    model = build_model(preset, args.checkpoint)
-    partner, agent, motion, desc = load_clip(args.clip_seconds, Path(args.sample_dir), args.data_root)
+    model = build_model(preset, checkpoint)
+    partner, agent, motion, desc = load_clip(args.clip_seconds, Path(args.sample_dir), data_root)
     ref = offline(model, partner, agent, motion)
     std = float(ref.std(axis=0).mean())
-    lines = ["## Streaming vs offline", "",
-             f"Model: {'checkpoint ' + args.checkpoint if args.checkpoint else preset + ' preset, random weights'}; "
+    lines = [f"## Streaming vs offline ({'trained checkpoint' if checkpoint else 'random weights'})", "",
+             f"Model: {'checkpoint ' + checkpoint if checkpoint else preset + ' preset, random weights'}; "
              f"input: {desc}. Error = mean|streaming - offline| over frames and dims / the offline "
              f"output's per-dim std over time averaged over dims ({std:.4f}); target <= "
              f"{TARGETS['diff']:.2f}. The last rows run the model alone on independent blocks: "
@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=None, help="trained checkpoint (diff section + a stream row)")
     ap.add_argument("--sample-dir", default=str(DEFAULT_SAMPLE))
     ap.add_argument("--data-root", default=None,
-                    help="DualTalk-layout data root: the diff section uses its first test clip")
+                    help="DualTalk-layout data root: the checkpoint's diff table uses its first "
+                    "test clip (the random-weights table always uses the sample clip)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--preset", default="cpu", help=argparse.SUPPRESS)
@@ -413,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(section_stream(args, rows)), flush=True)
     if "diff" in sections:
         print("\n".join(section_diff(args)), flush=True)
+        if args.checkpoint:
+            print("\n".join(section_diff(args, args.checkpoint, args.data_root)), flush=True)
     if "speedups" in sections:
         sp = [p for p in args.speedup_presets.split(",") if p in presets]
         print("\n".join(section_speedups(args, sp)), flush=True)

@@ -11,12 +11,14 @@ import subprocess
 
 import numpy as np
 import pytest
+import soundfile as sf
 from diagnostic_msgs.msg import DiagnosticArray
 from dualtalk_msgs.msg import AudioChunk, BlendshapeSequence, Blendshapes, ConversationState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from dualtalk_core.layout import FLAME56_NAMES, flame56_from_npz
+from dualtalk_core.layout import (FLAME56_NAMES, SAMPLE_RATE, flame56_from_npz,
+                                  num_frames_for_samples)
 from dualtalk_ros.audio_file_player_node import AudioFilePlayerNode
 from dualtalk_ros.conversions import (numpy_to_audio_chunk, numpy_to_blendshapes, sec_to_stamp,
                                       stamp_to_ns)
@@ -30,6 +32,18 @@ pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
 CLIP = "xkHwlcDSOjc_sub_video_109_000"
 NS = 1_000_000_000
+EXCERPT_S = 6.0     # of the 30 s sample clip: 150 frames, enough for 5 s of rate measurement
+
+
+def _excerpt(sample_dir, tmp_path, seconds: float = EXCERPT_S) -> dict[int, str]:
+    """The first ``seconds`` of both speakers' wavs, written to ``tmp_path`` (a whole clip,
+    played to its end, in a few seconds)."""
+    out = {}
+    for spk in (1, 2):
+        audio, sr = sf.read(sample_dir / f"{CLIP}_speaker{spk}.wav", dtype="float32")
+        out[spk] = str(tmp_path / f"excerpt_speaker{spk}.wav")
+        sf.write(out[spk], audio[:int(seconds * sr)], sr, subtype="FLOAT")
+    return out
 
 
 def _dualtalk(ctx, checkpoint, **extra):
@@ -40,17 +54,22 @@ def _dualtalk(ctx, checkpoint, **extra):
 
 @pytest.mark.parametrize("playout_delay_s", [0.0, 0.9])
 def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint, sample_dir,
-                                                    playout_delay_s):
-    """playout 0: frames leave per hop as soon as computed; 0.9: each at stamp + 0.9 s."""
-    node = _dualtalk(ros_context, tiny_checkpoint, playout_delay_s=playout_delay_s)
+                                                    tmp_path, playout_delay_s):
+    """playout 0: frames leave per hop as soon as computed; 0.9: each at stamp + 0.9 s.
+    The clip (a 6 s excerpt) is played to its end: once its audio stops, the node flushes the
+    lookahead frames, so EVERY frame of the clip is published, each exactly once."""
+    wavs = _excerpt(sample_dir, tmp_path)
+    expected = num_frames_for_samples(int(EXCERPT_S * SAMPLE_RATE))
+    node = _dualtalk(ros_context, tiny_checkpoint, playout_delay_s=playout_delay_s,
+                     end_of_stream_s=0.5)
     probe = Node("probe", context=ros_context)
     origin_s = probe.get_clock().now().nanoseconds / NS + 1.0
     players = [AudioFilePlayerNode(
         context=ros_context, name=f"{who}_player", parameter_overrides=to_parameters({
-            "wav_files": [str(sample_dir / f"{CLIP}_speaker{spk}.wav")], "topic": topic,
+            "wav_files": [wavs[spk]], "topic": topic,
             "origin_stamp_s": origin_s, "frame_id": who}))
         for who, spk, topic in (("partner", 1, "partner/audio"), ("agent", 2, "agent/audio"))]
-    face = flame56_from_npz(np.load(sample_dir / f"{CLIP}_speaker1.npz"))
+    face = flame56_from_npz(np.load(sample_dir / f"{CLIP}_speaker1.npz"))[:expected]
     face_pub = probe.create_publisher(Blendshapes, "partner/face", reliable_qos())
     sent = {"k": 0}
 
@@ -74,14 +93,24 @@ def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint
     for n in [node, probe, *players]:
         ex.add_node(n)
     try:
-        assert spin_until(ex, lambda: len(frames.msgs) >= 130, timeout_s=30.0), (
-            f"only {len(frames.msgs)} frames; diagnostics: {node.diagnostics_values()}")
+        assert spin_until(ex, lambda: node.counters["conversations_ended"] == 1
+                          and len(frames.msgs) >= expected, timeout_s=40.0), (
+            f"{len(frames.msgs)} of {expected} frames; diagnostics: {node.diagnostics_values()}")
+        spin_until(ex, lambda: len(states.msgs) >= expected, timeout_s=2.0)
     finally:
         ex.shutdown()
         node.close()
         for n in [node, probe, *players]:
             n.destroy_node()
 
+    # the whole clip: frames 0..expected-1, each once, the last ones flushed at end of stream
+    all_stamps = np.array([stamp_to_ns(m.header.stamp) for m in frames.msgs])
+    assert len(all_stamps) == expected, f"{len(all_stamps)} frames for a {expected}-frame clip"
+    np.testing.assert_array_equal(np.diff(all_stamps), np.full(expected - 1, 40_000_000))
+    assert node.counters["frames_flushed"] >= node.config.lookahead_frames
+    assert node.counters["frames_published"] == expected
+    assert len(states.msgs) == expected
+    assert sum(s.num_frames for s in seqs.msgs) == expected
     msgs = frames.msgs[:125]                      # 5 s of output
     stamps = np.array([stamp_to_ns(m.header.stamp) for m in msgs])
     # stamps: origin + k * 40 ms exactly, starting at the conversation origin (frame 0)
@@ -107,8 +136,82 @@ def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint
     mine = [s for d in diags.msgs for s in d.status if s.name.startswith("dualtalk_node")]
     assert mine, "no /diagnostics from dualtalk_node"
     values = {kv.key: kv.value for kv in mine[-1].values}
-    assert float(values["real_time_factor"]) > 0 and float(values["latency_ms_p50"]) > 0
+    assert float(values["real_time_factor"]) > 0
+    # stamps on the node's clock: both latencies measurable, end-to-end includes the lookahead
+    assert 0 < float(values["processing_latency_ms_p50"]) < 5000
+    assert float(values["end_to_end_latency_ms_p50"]) > 1000 * node.config.lookahead_s
     assert values["invalid_partner_audio"] == "0" and values["invalid_face"] == "0"
+
+
+def test_stamps_from_zero_end_of_stream_new_conversation_and_latency(ros_context,
+                                                                    tiny_checkpoint):
+    """A partner stream stamped from t=0 (a bag made with ``--start-time 0``, no sim time),
+    played in real time, then stopped: every frame of it comes out (the lookahead tail at end
+    of stream); the processing latency is plausible while the end-to-end one (ROS now - stamp,
+    ~56 years here) is reported unavailable; the same stream played again from sample 0 is a
+    new conversation stamped from 0 again."""
+    node = _dualtalk(ros_context, tiny_checkpoint, end_of_stream_s=0.5)
+    probe = Node("probe", context=ros_context)
+    pub_p = probe.create_publisher(AudioChunk, "partner/audio", reliable_qos(100))
+    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    diags = Collector(probe, DiagnosticArray, "/diagnostics", reliable_qos(10))
+    n = 2 * SAMPLE_RATE                                   # 2 s: 50 frames
+    t = np.arange(n) / SAMPLE_RATE
+    audio = (0.1 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * t) > 0)).astype(np.float32)
+    chunk = 320
+    play = {"start": None, "next": 0, "limit": n}
+
+    def send():    # real time: chunk i leaves when its last sample has "been captured"
+        if play["start"] is None:
+            return
+        now = probe.get_clock().now().nanoseconds / NS - play["start"]
+        while play["next"] < play["limit"] and (play["next"] + chunk) / SAMPLE_RATE <= now:
+            i = play["next"]
+            pub_p.publish(numpy_to_audio_chunk(audio[i:i + chunk], SAMPLE_RATE, i,
+                                               stamp=sec_to_stamp(i / SAMPLE_RATE)))
+            play["next"] += chunk
+
+    probe.create_timer(0.01, send)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(probe)
+    expected = num_frames_for_samples(n)
+    try:
+        assert spin_until(ex, lambda: pub_p.get_subscription_count() > 0, 10.0)
+        play["start"] = probe.get_clock().now().nanoseconds / NS
+        assert spin_until(ex, lambda: node.counters["conversations_ended"] == 1
+                          and len(frames.msgs) >= expected, 20.0), node.diagnostics_values()
+        first = [stamp_to_ns(m.header.stamp) for m in frames.msgs]
+        values = node.diagnostics_values()
+        assert spin_until(ex, lambda: any(
+            kv.key == "end_to_end_latency_ms_p50" for d in diags.msgs for s in d.status
+            for kv in s.values), 5.0)
+        published = {kv.key: kv.value for d in diags.msgs for s in d.status
+                     if s.name.startswith("dualtalk_node") for kv in s.values}
+        # the same stream again from sample 0 (0.4 s, sent at once): a new conversation
+        play.update(start=None, next=0, limit=6400)
+        for i in range(0, 6400, chunk):
+            pub_p.publish(numpy_to_audio_chunk(audio[i:i + chunk], SAMPLE_RATE, i,
+                                               stamp=sec_to_stamp(i / SAMPLE_RATE)))
+        assert spin_until(ex, lambda: node.counters["conversations_ended"] == 2
+                          and len(frames.msgs) >= expected + 10, 20.0), node.diagnostics_values()
+        second = [stamp_to_ns(m.header.stamp) for m in frames.msgs[expected:]]
+    finally:
+        ex.shutdown()
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()
+    assert first == [k * 40_000_000 for k in range(expected)]       # all of them, once
+    assert node.counters["frames_flushed"] >= 2 * node.config.lookahead_frames
+    assert second == [k * 40_000_000 for k in range(10)]           # new clock origin at 0
+    assert node.counters["conversation_restarts"] == 1
+    # processing latency: arrival of the completing chunk -> publish (compute + queueing)
+    assert values["processing_latency_ms_n"] > 0
+    assert 0 < values["processing_latency_ms_p50"] <= values["processing_latency_ms_p95"] < 3000
+    assert values["end_to_end_latency_ms_p50"] == "unavailable"
+    assert values["end_to_end_latency_implausible"] == expected
+    assert published["end_to_end_latency_ms_p50"] == "unavailable"
+    assert 0 < float(published["processing_latency_ms_p50"]) < 3000
 
 
 def _bad_audio_chunks():

@@ -145,7 +145,24 @@ class _Probe:
                 "interval_ms_p95": float(np.percentile(np.diff(a[:, 0]) / 1e6, 95))}
 
 
+def quiet_openmp_threads() -> None:
+    """``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy.
+
+    By default OpenMP worker threads (torch's intra-op pool) spin for a while after each
+    parallel region. In this one-process graph the executor threads of the other nodes (audio
+    in, head driver, the probe) need the same cores between the model's hops; on a small machine
+    (2 cores) the spinning starves them and adds latency, for no gain (a hop is one short burst
+    of work every 0.4 s). libgomp reads the variable once when it is loaded, so this must run
+    before torch is imported (``run`` imports the nodes, hence torch, only afterwards); when
+    torch is already loaded (bring-up called from a process that imported it) it is too late and
+    nothing is changed. ``bag evaluate`` sets the same default for its graph subprocess.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def run(args) -> int:
+    quiet_openmp_threads()
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -226,8 +243,10 @@ def run(args) -> int:
                 if hasattr(n, "diagnostics_values"):
                     d = n.diagnostics_values()
                     report["dualtalk_node"] = {k: d[k] for k in (
-                        "real_time_factor", "hop_ms_p50", "hop_ms_p95", "latency_ms_p50",
-                        "latency_ms_p95", "algorithmic_latency_s", "frames_published")}
+                        "real_time_factor", "hop_ms_p50", "hop_ms_p95",
+                        "processing_latency_ms_p50", "processing_latency_ms_p95",
+                        "end_to_end_latency_ms_p50", "end_to_end_latency_ms_p95",
+                        "algorithmic_latency_s", "frames_published", "frames_flushed")}
         for n in nodes:
             close = getattr(n, "close", None)
             if close is not None:

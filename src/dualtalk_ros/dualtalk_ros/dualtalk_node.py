@@ -11,6 +11,23 @@ stamped ``origin + t`` (the capture time of its first audio sample) and partner 
 back to media time the same way. Agent audio uses its ``first_sample_index`` on the same
 conversation clock (``agent_clock: index``) or its stamp (``agent_clock: stamp``).
 
+Conversations: the engine holds back the last ``lookahead`` frames until it has the audio after
+them. When no partner audio arrived for ``end_of_stream_s`` (the clip, the bag or the talk
+ended), the node flushes the engine, publishes those last frames like any other, and the next
+partner audio starts a new conversation (engine reset, new clock origin). A partner sample index
+that jumps back by ``restart_after_rewind_s`` or more (a restarted player) starts a new
+conversation the same way, without a flush (the old tail would be stamped on a clock that has
+just been abandoned).
+
+Latency (``/diagnostics``): ``processing_latency_ms_*`` is, per published frame, the time from
+the arrival of the partner chunk that made its hop computable (the chunk reaching the hop's last
+frame plus the lookahead) to the publish, on the steady clock: compute + queueing (+ the playout
+delay when pacing), independent of how the inputs were stamped. Frames flushed at end of stream
+are left out (their inputs ended ``end_of_stream_s`` earlier). ``end_to_end_latency_ms_*`` is ROS
+now - frame stamp (capture of the frame's first sample to publish); it is only meaningful when the
+stamps are on the node's clock, so it is reported as ``unavailable`` when any recent value lies
+outside ``[0, 60 s)`` (e.g. a bag made with stamps from 0 replayed without sim time).
+
 The model is loaded once at start (a missing or invalid checkpoint is a start-up error); it runs
 in a worker thread so subscriptions never block behind inference. Every bad message is logged
 (throttled), counted and dropped; the node never dies on input.
@@ -68,6 +85,10 @@ PARAMS = (
           "even 25 Hz stream for controllers (use > lookahead + hop + compute time)",
           low=0.0, high=10.0),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics", low=0.0, high=60.0),
+    Param("end_of_stream_s", 1.0, "no partner audio for this long (s) after a conversation "
+          "started: it ended, so flush the engine's last (lookahead) frames, publish them and "
+          "start a new conversation (new clock origin) at the next partner audio; 0 = never",
+          low=0.0, high=3600.0),
     Param("restart_after_rewind_s", 5.0, "partner sample index jumping back this far starts a "
           "new conversation (player restarted)", low=0.1, high=3600.0),
 )
@@ -75,7 +96,12 @@ PARAMS = (
 NODE_COUNTERS = ("partner_chunks_in", "agent_chunks_in", "face_frames_in",
                  "invalid_partner_audio", "invalid_agent_audio", "invalid_face",
                  "engine_rejected", "face_before_origin_dropped", "agent_before_origin_dropped",
-                 "conversation_restarts", "model_errors", "frames_published", "late_frames")
+                 "conversation_restarts", "conversations_ended", "frames_flushed",
+                 "model_errors", "frames_published", "late_frames",
+                 "end_to_end_latency_implausible")
+
+#: a frame stamp farther than this from the node's clock is not on it (see module docstring)
+PLAUSIBLE_E2E_NS = 60 * NS
 
 
 def load_model(path: str):
@@ -148,8 +174,13 @@ class DualTalkNode(Node):
         self.partner_in = AudioInput("partner")
         self.agent_in = AudioInput("agent")
         self.origin_ns: int | None = None
+        self._ended = False                      # flushed: next partner audio starts anew
+        self._last_partner_mono = 0.0            # time.monotonic() of the last partner chunk
         self._face_backlog: deque = deque(maxlen=250)
-        self._latency_ms: deque[float] = deque(maxlen=500)
+        # (end sample index, steady-clock arrival ns) of accepted partner chunks, for latency
+        self._arrivals: deque[tuple[int, int]] = deque(maxlen=4096)
+        self._processing_ms: deque[float] = deque(maxlen=500)
+        self._e2e_ms: deque[float] = deque(maxlen=500)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._running = True
@@ -206,14 +237,15 @@ class DualTalkNode(Node):
         if got is None:
             return
         samples, first = got
+        arrival_ns = time.monotonic_ns()
         with self._lock:
+            self._last_partner_mono = arrival_ns / NS
             clock = self.engine.clock_s * SAMPLE_RATE
-            if self.origin_ns is not None and first + samples.size < clock - \
+            if self._ended:
+                self._new_conversation("the previous one ended (end of stream)")
+            elif self.origin_ns is not None and first + samples.size < clock - \
                     self.params["restart_after_rewind_s"] * SAMPLE_RATE:
-                self.counters.inc("conversation_restarts")
-                self.get_logger().info("partner sample index went back: new conversation")
-                self.engine.reset()
-                self.origin_ns = None
+                self._new_conversation("partner sample index went back")
             if self.origin_ns is None:
                 # from the message's own clock (before resampling shifts indices)
                 self.origin_ns = (stamp_to_ns(msg.header.stamp)
@@ -224,9 +256,22 @@ class DualTalkNode(Node):
         if not self.engine.push_partner_audio(samples, first):
             self.counters.inc("engine_rejected")
             self._warn(f"engine refused partner audio: {self.engine.last_rejection}")
+        else:
+            with self._lock:
+                self._arrivals.append((first + samples.size, arrival_ns))
         for weights, stamp_ns in backlog:
             self._push_face(weights, stamp_ns)
         self._wake.set()
+
+    def _new_conversation(self, why: str) -> None:
+        """Reset the engine and the clock origin (caller holds ``_lock``); the partner chunk
+        being handled becomes the new origin. One path for end of stream and rewinds."""
+        self.counters.inc("conversation_restarts")
+        self.get_logger().info(f"new conversation: {why}")
+        self.engine.reset()
+        self.origin_ns = None
+        self._ended = False
+        self._arrivals.clear()
 
     def on_agent_audio(self, msg: AudioChunk) -> None:
         self.counters.inc("agent_chunks_in")
@@ -268,7 +313,7 @@ class DualTalkNode(Node):
             return self._warn(f"dropped partner face: {exc}")
         stamp_ns = stamp_to_ns(msg.header.stamp)
         with self._lock:
-            if self.origin_ns is None:
+            if self.origin_ns is None or self._ended:    # wait for the (next) clock origin
                 if len(self._face_backlog) == self._face_backlog.maxlen:
                     self.counters.inc("face_before_origin_dropped")
                 self._face_backlog.append((weights, stamp_ns))
@@ -298,28 +343,69 @@ class DualTalkNode(Node):
                 self.get_logger().error(f"model step failed: {exc}", throttle_duration_sec=5.0)
                 continue
             if frames:
-                self._publish(frames)
+                self._publish(frames, self.origin_ns)
+            self._maybe_end_of_stream()
 
-    def _publish(self, frames) -> None:
-        origin = self.origin_ns
+    def _maybe_end_of_stream(self) -> None:
+        """No partner audio for ``end_of_stream_s``: flush the engine and publish the tail."""
+        eos_s = self.params["end_of_stream_s"]
+        if eos_s <= 0:
+            return
+        with self._lock:
+            if (self._ended or self.origin_ns is None
+                    or time.monotonic() - self._last_partner_mono < eos_s):
+                return
+            # under the lock: a partner chunk arriving now waits, then starts a new conversation
+            self._ended = True
+            origin = self.origin_ns
+            try:
+                frames = self.engine.flush()
+            except Exception as exc:
+                self.counters.inc("model_errors")
+                self.get_logger().error(f"end-of-stream flush failed: {exc}")
+                return
+        self.counters.inc("conversations_ended")
+        self.counters.inc("frames_flushed", len(frames))
+        self.get_logger().info(f"no partner audio for {eos_s:g} s: end of conversation, "
+                               f"{len(frames)} last frame(s) flushed")
+        if frames:
+            self._publish(frames, origin, flushed=True)
+
+    def _ready_ns(self, frame_index: int) -> int | None:
+        """Steady-clock arrival of the partner chunk that made ``frame_index`` computable
+        (covering ``(frame_index + lookahead_frames) * 640`` samples); None when unknown."""
+        need = (frame_index + self.config.lookahead_frames) * SAMPLES_PER_FRAME
+        with self._lock:
+            while len(self._arrivals) > 1 and self._arrivals[1][0] <= need:
+                self._arrivals.popleft()          # later frames never need older chunks
+            for end, arrival in self._arrivals:
+                if end >= need:
+                    return arrival
+        return None
+
+    def _publish(self, frames, origin: int | None, flushed: bool = False) -> None:
         if origin is None:
             return
         fid = self.params["frame_id"]
         hop = self.config.hop_frames
+        ready: list[int | None] = []
         for start in range(0, len(frames), hop):
             batch = frames[start:start + hop]
             self.pub_seq.publish(numpy_to_blendshape_sequence(
                 np.stack([f.weights for f in batch]), rig=FLAME56, names=FLAME56_NAMES,
                 stamp=ns_to_stamp(origin + int(round(batch[0].media_time_s * NS))), frame_id=fid))
+            # the hop is computed once its LAST frame has its lookahead
+            r = None if flushed else self._ready_ns(batch[-1].index)
+            ready += [r] * len(batch)
         delay_ns = int(self.params["playout_delay_s"] * NS)
-        for f in frames:
+        for f, r in zip(frames, ready):
             stamp_ns = origin + int(round(f.media_time_s * NS))
             if delay_ns > 0:
                 with self._out_cond:
-                    self._outbox.append((stamp_ns + delay_ns, f, stamp_ns))
+                    self._outbox.append((stamp_ns + delay_ns, f, stamp_ns, r))
                     self._out_cond.notify()
             else:
-                self._publish_frame(f, stamp_ns)
+                self._publish_frame(f, stamp_ns, r)
 
     def _pace(self) -> None:
         """Publish queued frames at their due time (stamp + playout delay)."""
@@ -328,7 +414,7 @@ class DualTalkNode(Node):
                 if not self._outbox:
                     self._out_cond.wait(0.1)
                     continue
-                due, frame, stamp_ns = self._outbox[0]
+                due, frame, stamp_ns, ready_ns = self._outbox[0]
                 wait_ns = due - self.get_clock().now().nanoseconds
                 if wait_ns > 0:
                     self._out_cond.wait(wait_ns / NS)
@@ -336,9 +422,9 @@ class DualTalkNode(Node):
                 self._outbox.popleft()
             if wait_ns < -NS // 25:           # more than one frame behind its due time
                 self.counters.inc("late_frames")
-            self._publish_frame(frame, stamp_ns)
+            self._publish_frame(frame, stamp_ns, ready_ns)
 
-    def _publish_frame(self, f, stamp_ns: int) -> None:
+    def _publish_frame(self, f, stamp_ns: int, ready_ns: int | None = None) -> None:
         if not self._running:
             return
         fid = self.params["frame_id"]
@@ -353,21 +439,29 @@ class DualTalkNode(Node):
         state.header.frame_id = fid
         self.pub_state.publish(state)
         self.counters.inc("frames_published")
-        self._latency_ms.append((self.get_clock().now().nanoseconds - stamp_ns) / 1e6)
+        if ready_ns is not None:
+            self._processing_ms.append((time.monotonic_ns() - ready_ns) / 1e6)
+        e2e_ns = self.get_clock().now().nanoseconds - stamp_ns
+        if 0 <= e2e_ns < PLAUSIBLE_E2E_NS:
+            self._e2e_ms.append(e2e_ns / 1e6)
+        else:        # stamps not on this node's clock (e.g. a bag from t=0 without sim time)
+            self.counters.inc("end_to_end_latency_implausible")
+            self._e2e_ms.append(float("nan"))
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics_values(self) -> dict:
         stats = self.engine.stats
-        lat = np.asarray(self._latency_ms, dtype=np.float64)
         values: dict = {
             "real_time_factor": float(stats.get("rtf", 0.0)),
             "hop_ms_p50": float(stats.get("hop_ms_p50", 0.0)),
             "hop_ms_p95": float(stats.get("hop_ms_p95", 0.0)),
-            "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
-            "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0,
-            "algorithmic_latency_s": float(self.config.latency_s),
-            "media_clock_s": float(self.engine.clock_s),
         }
+        values.update(latency_values("processing_latency_ms",
+                                     np.asarray(self._processing_ms, dtype=np.float64)))
+        values.update(latency_values("end_to_end_latency_ms",
+                                     np.asarray(self._e2e_ms, dtype=np.float64)))
+        values.update({"algorithmic_latency_s": float(self.config.latency_s),
+                       "media_clock_s": float(self.engine.clock_s)})
         values.update(self.counters.as_dict())
         for stream in (self.partner_in, self.agent_in):
             for k, v in stream.counters.items():
@@ -400,6 +494,17 @@ class DualTalkNode(Node):
             self._worker.join(timeout=60.0)
             if self._worker.is_alive():
                 self.get_logger().error("engine worker did not stop within 60 s")
+
+
+def latency_values(prefix: str, ms: np.ndarray) -> dict:
+    """``<prefix>_p50/_p95/_max`` and ``_n`` of recent latencies; the string ``unavailable``
+    (with ``_n`` 0) when there are none or any is NaN (not measurable, see module docstring)."""
+    if ms.size == 0 or not np.isfinite(ms).all():
+        return {f"{prefix}_p50": "unavailable", f"{prefix}_p95": "unavailable",
+                f"{prefix}_max": "unavailable", f"{prefix}_n": 0}
+    return {f"{prefix}_p50": float(np.percentile(ms, 50)),
+            f"{prefix}_p95": float(np.percentile(ms, 95)),
+            f"{prefix}_max": float(ms.max()), f"{prefix}_n": int(ms.size)}
 
 
 def main(args=None) -> int:

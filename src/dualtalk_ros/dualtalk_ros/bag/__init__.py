@@ -15,6 +15,6 @@ Command line (``dualtalk-ros bag ...``)::
     dualtalk-ros bag info bags/CLIP_speaker1
 
 Modules: ``typestore`` (types), ``make``, ``bagio`` (reading), ``replay``, ``record``,
-``salvage`` (repair), ``inputs`` + ``score`` (analysis), ``graph`` / ``graph_runner`` (the live
-graph as a subprocess), ``evaluate`` (orchestration), ``report`` (Markdown/JSON/PNG), ``cli``.
+``salvage`` (repair), ``inputs`` + ``score`` (analysis), ``graph`` (the live graph as a
+``dualtalk-ros bringup conversation --no-audio-input`` subprocess), ``evaluate`` (orchestration), ``report`` (Markdown/JSON/PNG), ``cli``.
 """

@@ -26,9 +26,10 @@ class GraphError(RuntimeError):
 @dataclass
 class GraphOptions:
     """How to start the graph. ``command`` (a shell-like string) replaces the default bring-up
-    command entirely; otherwise the conversation bring-up without its audio-input nodes
-    (``graph_runner``: the bag is the audio source) is run with ``params``, the checkpoint and
-    the ``overrides`` (``NODE.PARAM=VALUE``)."""
+    command entirely; otherwise ``dualtalk-ros bringup conversation --no-audio-input`` (the bag
+    is the audio source: no capture node that would fail without a sound card or add a second
+    ``partner/audio`` stream) is run with ``params``, the checkpoint and the ``overrides``
+    (``NODE.PARAM=VALUE``)."""
 
     checkpoint: str | None = None
     params: str | None = None
@@ -41,7 +42,8 @@ class GraphOptions:
     def argv(self) -> list[str]:
         if self.command:
             return shlex.split(self.command)
-        argv = [sys.executable, "-m", "dualtalk_ros.bag.graph_runner"]
+        argv = [sys.executable, "-m", "dualtalk_ros.cli", "bringup", "conversation",
+                "--no-audio-input"]
         if self.params:
             argv += ["--params", self.params]
         sets = list(self.overrides)

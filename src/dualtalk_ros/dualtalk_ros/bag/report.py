@@ -96,6 +96,19 @@ def bag_markdown(ev) -> str:
                   f"| {lat.get('n', 0)} | {_fmt(lat.get('p50'))} | {_fmt(lat.get('p95'))} | "
                   f"{_fmt(lat.get('max'))} | {_fmt(lat.get('mean'))} | {_fmt(lat.get('min'))} |",
                   ""]
+        nl = s.get("node_latency_ms")
+        if nl:
+            lines += ["Measured by dualtalk_node (/diagnostics, last status; ms): processing = "
+                      "arrival of the partner chunk completing a hop -> publish; end-to-end = "
+                      "ROS now - frame stamp (unavailable when the stamps are not on the node's "
+                      "clock):", "",
+                      "| latency | p50 | p95 | max | n |", "|---|---:|---:|---:|---:|"]
+            for kind in ("processing", "end_to_end"):
+                r = nl.get(kind, {})
+                lines.append(f"| {kind} | " + " | ".join(
+                    _fmt(r.get(q)) if isinstance(r.get(q), (int, float)) or r.get(q) is None
+                    else str(r.get(q)) for q in ("p50", "p95", "max", "n")) + " |")
+            lines.append("")
     lines += _metrics_markdown(ev)
     cs = s.get("conversation_state")
     if cs and cs.get("messages"):

@@ -155,6 +155,28 @@ def frame_latency_ns(inp: InputBag, out: OutputRecording, log: ReplayLog | None,
     return out.frame_index[ok], out.received_ns[ok] - wall[:n][pos[ok]]
 
 
+def node_latency(diagnostics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+    """The inference node's own latency figures from its last ``/diagnostics`` status:
+    ``processing`` (arrival of the partner chunk completing a hop -> publish) and
+    ``end_to_end`` (ROS now - frame stamp; ``unavailable`` when stamps are not on its clock)."""
+    for name, st in sorted(diagnostics.items()):
+        values = st.get("values", {})
+        if "processing_latency_ms_p50" not in values:
+            continue
+        out: dict[str, dict[str, Any]] = {"status": {"name": name}}
+        for kind in ("processing", "end_to_end"):
+            row = {}
+            for q in ("p50", "p95", "max", "n"):
+                v = values.get(f"{kind}_latency_ms_{q}")
+                try:
+                    row[q] = float(v)
+                except (TypeError, ValueError):
+                    row[q] = v            # "unavailable" (or absent: None)
+            out[kind] = row
+        return out
+    return None
+
+
 @dataclass
 class BagEvaluation:
     """Everything a report shows for one bag; ``summary`` is the JSON-able part."""
@@ -236,6 +258,12 @@ def score_bag(inp: InputBag, output_bag: str | Path | None, log: ReplayLog | Non
             ev.latency_frames, ev.latency_ms = lat_frames, lat / 1e6
         summary["conversation_state"] = _state_summary(out.states)
         summary["diagnostics"] = {"messages": out.diagnostics_count, "last": out.diagnostics}
+        summary["node_latency_ms"] = node_latency(out.diagnostics)
+        if fs["tail_missing"] > 0 and fs["received"] > 0:
+            summary["warnings"].append(
+                f"the last {fs['tail_missing']} frame(s) never arrived: dualtalk_node publishes "
+                f"its lookahead tail end_of_stream_s after the partner audio stops (is it 0, or "
+                f"longer than the evaluation's drain_idle_s?)")
         num = min(expected, len(inp.gt)) if inp.gt is not None else expected
         inside = out.frame_index[(out.frame_index >= 0) & (out.frame_index < num)]
         if inside.size:
