@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.pop("ROS_STATIC_PEERS", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # never download weights in tests
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -104,6 +104,26 @@ def test_bringup_runs_the_graph_from_file_audio(tmp_path, tiny_checkpoint, sampl
     assert data["nodes"] == [e.name for e in bringup.conversation_nodes(True)]
     assert data["frames"] > 0 and data["dualtalk_node"]["frames_published"] >= data["frames"]
     assert data["cpu_s"] > 0
+    node = data["dualtalk_node"]      # file audio is stamped on the ROS clock: both measurable
+    assert 0 < node["processing_latency_ms_p50"] < node["end_to_end_latency_ms_p50"]
+    assert data["latency_plausible"] is True
+
+
+def test_bringup_makes_openmp_threads_passive_unless_set():
+    """Run as a fresh process (torch not yet loaded): PASSIVE by default, a user's choice kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os; from dualtalk_ros.bringup import quiet_openmp_threads; "
+            "quiet_openmp_threads(); import torch; print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for preset, want in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        run_env = dict(env, **({"OMP_WAIT_POLICY": preset} if preset else {}))
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == want
 
 
 @pytest.mark.timeout(180)

@@ -68,7 +68,7 @@ def test_config_validation():
         VadConfig(on_db=-50, off_db=-40)
     with pytest.raises(ValueError, match="hangover_s"):
         VadConfig(hangover_s=-1)
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match=r"VadConfig: unknown key\(s\) \[.on.\]"):
         VadConfig.from_dict({"on": -3})
     assert VadConfig.from_dict(VadConfig().to_dict()) == VadConfig()
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .layout import DIM, SAMPLES_PER_FRAME, num_frames_for_samples
+from .motion_io import load_motion
 
 log = logging.getLogger(__name__)
 LENGTH_FROM = ("audio", "motion")
@@ -99,19 +100,4 @@ def predict_clip(model: torch.nn.Module, self_audio: np.ndarray, partner_audio: 
 
 def load_partner_motion(path) -> np.ndarray:
     """A DualTalk ``.npz`` (``exp``/``pose``) or a [T, 56] ``.npy`` -> float32 [T, 56]."""
-    from pathlib import Path
-
-    from .layout import flame56_from_npz
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"partner motion file not found: {path}")
-    if path.suffix == ".npz":
-        with np.load(path) as npz:
-            return flame56_from_npz(npz, source=str(path))
-    if path.suffix == ".npy":
-        arr = np.load(path)
-        if arr.ndim != 2 or arr.shape[1] != DIM:
-            raise ValueError(f"{path}: expected a [T, {DIM}] array, got {list(arr.shape)}")
-        return arr.astype(np.float32)
-    raise ValueError(f"{path}: partner motion must be .npz (exp/pose) or .npy [T, {DIM}]")
+    return load_motion(path, what="partner motion")

@@ -61,13 +61,12 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import yaml
 
+from .config_io import YamlConfigMixin
 from .layout import DIM, FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from .stream_buffers import AudioTimeline, BlockStats, MotionTrack
 from .vad import EnergyVad, VadConfig, frame_levels_db
@@ -86,7 +85,7 @@ def _frames(seconds: float, name: str) -> int:
 
 
 @dataclass
-class StreamingConfig:
+class StreamingConfig(YamlConfigMixin):
     """Window geometry, normalisation, fault limits and VAD of the streaming engine.
 
     window_s:    left context fed to the model before the emission point (>= hop_s).
@@ -172,41 +171,9 @@ class StreamingConfig:
         """Worst-case algorithmic latency of a frame behind the partner clock (L + H)."""
         return self.lookahead_s + self.hop_s
 
-    # (de)serialisation ---------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["vad"] = self.vad.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "StreamingConfig":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"StreamingConfig: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"StreamingConfig: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**dict(data))
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "StreamingConfig":
-        """Load from a YAML file; a file with a ``streaming:`` section is accepted too."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"streaming config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if isinstance(data, Mapping) and isinstance(data.get("streaming"), Mapping):
-            data = data["streaming"]
-        try:
-            return cls.from_dict(data)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+    # (de)serialisation: to_dict / from_dict / to_yaml / from_yaml come from YamlConfigMixin ----
+    _YAML_WHAT = "streaming config file"
+    _YAML_SECTION = "streaming"  # a file with a ``streaming:`` section is accepted too
 
     def replace(self, **changes: Any) -> "StreamingConfig":
         d = self.to_dict()

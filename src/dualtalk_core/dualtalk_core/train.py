@@ -15,21 +15,20 @@ rank 0 logs, draws the progress bar and writes checkpoints; stop decisions (``--
 """
 from __future__ import annotations
 
-import copy
 import csv
 import logging
 import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
+from .config_io import YamlConfigMixin
 from .data import WindowDataset, load_split, split_by_clip
 from .losses import LossWeights, dualtalk_loss
 
@@ -40,7 +39,7 @@ LOG_FIELDS = ("kind", "epoch", "step", "loss", "exp", "jaw", "pose", "velocity",
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfigMixin):
     """Every knob of a training run (YAML keys = field names)."""
 
     model: str = "tiny"
@@ -147,35 +146,8 @@ class TrainConfig:
         return get_preset(self.model).replace(**self.model_overrides) if self.model_overrides \
             else get_preset(self.model)
 
-    def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        if not isinstance(data, dict):
-            raise ValueError(f"TrainConfig: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**copy.deepcopy(data))
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training config not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        try:
-            return cls.from_dict(data)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+    # to_dict / from_dict / to_yaml / from_yaml come from YamlConfigMixin.
+    _YAML_WHAT = "training config"
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ is the hysteresis state.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
+from .config_io import YamlConfigMixin
 from .layout import FRAME_RATE, SAMPLES_PER_FRAME
 
 SILENCE_DB = -100.0
@@ -24,7 +25,7 @@ SILENCE_DB = -100.0
 
 
 @dataclass
-class VadConfig:
+class VadConfig(YamlConfigMixin):
     """Thresholds of the energy VAD (dBFS of a frame's RMS; times in seconds).
 
     on_db:  a frame this loud or louder counts as voiced.
@@ -61,16 +62,11 @@ class VadConfig:
     def hangover_frames(self) -> int:
         return int(round(self.hangover_s * FRAME_RATE))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+    # to_dict / from_dict / to_yaml / from_yaml come from YamlConfigMixin.
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "VadConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"VadConfig: unknown keys {unknown}; known keys: {sorted(known)}")
-        return cls(**{k: float(v) for k, v in data.items()})
+    def _coerce_values(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Thresholds are floats even when a YAML file or ROS parameter gives an int."""
+        return {k: float(v) for k, v in data.items()}
 
 
 def frame_levels_db(samples: np.ndarray, samples_per_frame: int = SAMPLES_PER_FRAME) -> np.ndarray:

@@ -137,6 +137,9 @@ class _Probe:
         lat = (a[:, 0] - a[:, 1]) / 1e6
         span = (a[-1, 0] - a[0, 0]) / 1e9
         return {"frames": float(len(self.arrivals)),
+                # stamp -> arrival is only a latency when the stamps are on this clock (not,
+                # e.g., a bag stamped from t=0 replayed without sim time)
+                "latency_plausible": bool(((lat >= 0) & (lat < 60_000)).all()),
                 "rate_hz": (len(a) - 1) / span if span > 0 else 0.0,
                 "latency_ms_p50": float(np.percentile(lat, 50)),
                 "latency_ms_p95": float(np.percentile(lat, 95)),

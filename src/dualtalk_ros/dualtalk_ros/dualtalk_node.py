@@ -87,7 +87,8 @@ PARAMS = (
     Param("diagnostics_period_s", 1.0, "period of /diagnostics", low=0.0, high=60.0),
     Param("end_of_stream_s", 1.0, "no partner audio for this long (s) after a conversation "
           "started: it ended, so flush the engine's last (lookahead) frames, publish them and "
-          "start a new conversation (new clock origin) at the next partner audio; 0 = never",
+          "start a new conversation (new clock origin) at the next partner audio; keep it above the "
+          "longest gap between partner chunks (e.g. a bag replayed at a slow rate); 0 = never",
           low=0.0, high=3600.0),
     Param("restart_after_rewind_s", 5.0, "partner sample index jumping back this far starts a "
           "new conversation (player restarted)", low=0.1, high=3600.0),

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import yaml
 
 from dualtalk_core.layout import FRAME_RATE, RIGS
 
-from .rig_mapping import MapFileError
+from .rig_mapping import MapFileError, read_map_yaml
 
 
 @dataclass(frozen=True)
@@ -101,14 +100,8 @@ def head_joint_map_from_dict(doc: Mapping[str, Any], origin: str = "<dict>") -> 
 
 
 def load_head_joint_map(path: str | Path) -> HeadJointMap:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"joint map file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise MapFileError(f"{path}: not valid YAML: {exc}") from None
-    return head_joint_map_from_dict(doc, origin=str(path))
+    """Read a joint map file; raises ``FileNotFoundError``/:class:`MapFileError` naming the file."""
+    return head_joint_map_from_dict(read_map_yaml(path, "joint map file"), origin=str(Path(path)))
 
 
 class JointCommandFilter:

@@ -160,13 +160,22 @@ def linear_map_from_dict(doc: Mapping[str, Any], origin: str = "<dict>") -> Line
                      clamp=clamp, origin=origin)
 
 
-def load_linear_map(path: str | Path) -> LinearMap:
-    """Read a map file; raises ``FileNotFoundError``/:class:`MapFileError` naming the file."""
+def read_map_yaml(path: str | Path, what: str) -> Any:
+    """The parsed YAML document of a map file (rig map, head joint map).
+
+    ``FileNotFoundError`` (``"<what> not found: <path>"``) when it is missing and
+    :class:`MapFileError` naming the file when it is not valid YAML; checking the document's
+    contents is left to the caller's ``*_from_dict``.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"rig map file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        doc = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise MapFileError(f"{path}: not valid YAML: {exc}") from None
-    return linear_map_from_dict(doc, origin=str(path))
+
+
+def load_linear_map(path: str | Path) -> LinearMap:
+    """Read a map file; raises ``FileNotFoundError``/:class:`MapFileError` naming the file."""
+    return linear_map_from_dict(read_map_yaml(path, "rig map file"), origin=str(Path(path)))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dualtalk_core.motion_io import load_motion  # [T, 56] from .npz/.npy (also used by tests)
+
 log = logging.getLogger("dualtalk.plot")
 
 
@@ -29,22 +31,6 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
     p.add_argument("--title", default=None, help="figure title (default: file name + metrics)")
     p.set_defaults(func=run)
-
-
-def load_motion(path: Path) -> np.ndarray:
-    """[T, 56] from a ``.npy`` array or a DualTalk/EMOCA ``.npz`` (``exp``, ``pose``)."""
-    from dualtalk_core.layout import DIM, flame56_from_npz
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found")
-    if path.suffix == ".npz":
-        with np.load(path) as npz:
-            return flame56_from_npz(npz, source=str(path))
-    arr = np.load(path)
-    if arr.ndim != 2 or arr.shape[1] != DIM:
-        raise ValueError(f"{path}: expected a [T, {DIM}] array, got {list(arr.shape)}")
-    return arr.astype(np.float32, copy=False)
 
 
 def load_audio(path: Path) -> np.ndarray:

@@ -169,7 +169,7 @@ def node_latency(diagnostics: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
             for q in ("p50", "p95", "max", "n"):
                 v = values.get(f"{kind}_latency_ms_{q}")
                 try:
-                    row[q] = float(v)
+                    row[q] = int(float(v)) if q == "n" else float(v)
                 except (TypeError, ValueError):
                     row[q] = v            # "unavailable" (or absent: None)
             out[kind] = row

@@ -1,0 +1,34 @@
+"""load_motion: read a [T, 56] FLAME motion from a DualTalk ``.npz`` or a ``.npy`` array.
+
+Predictions are written as ``.npy`` [T, 56] and the dataset stores ``.npz`` (``exp``/``pose``),
+so ``dualtalk infer`` (partner motion) and ``dualtalk plot`` (prediction, ground truth, partner)
+accept either. One loader keeps the checks and messages the same. Kept free of torch so light
+commands stay light.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .layout import DIM, flame56_from_npz
+
+
+def load_motion(path: str | Path, what: str = "motion") -> np.ndarray:
+    """A DualTalk ``.npz`` (``exp``/``pose``) or a [T, 56] ``.npy`` -> float32 [T, 56].
+
+    ``what`` names the file's role in the messages (e.g. ``"partner motion"``):
+    ``FileNotFoundError`` when missing, ``ValueError`` naming the file for a wrong shape or suffix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    if path.suffix == ".npz":
+        with np.load(path) as npz:
+            return flame56_from_npz(npz, source=str(path))
+    if path.suffix == ".npy":
+        arr = np.load(path)
+        if arr.ndim != 2 or arr.shape[1] != DIM:
+            raise ValueError(f"{path}: expected a [T, {DIM}] array, got {list(arr.shape)}")
+        return arr.astype(np.float32, copy=False)
+    raise ValueError(f"{path}: {what} must be .npz (exp/pose) or .npy [T, {DIM}]")
