@@ -64,8 +64,9 @@ def main() -> int:
 
     step("3. paper metrics vs baselines on the held-out split")
     run(dualtalk, "evaluate", "--checkpoint", ckpt, "--data", data, "--split", "test",
-        "--baselines", "all", "--markdown", OUT / "evaluation.md", "--json",
-        OUT / "evaluation.json", "--per-clip", OUT / "evaluation_per_clip.csv")
+        "--baselines", "all", "--method-name", "DualTalk cpu preset (demo)",
+        "--markdown", OUT / "evaluation.md", "--json", OUT / "evaluation.json",
+        "--per-clip", OUT / "evaluation_per_clip.csv")
 
     step("4. one held-out clip: offline inference and plot")
     clip = sorted(p.name[: -len("_speaker1.wav")] for p in (data / "test").glob("*_speaker1.wav"))[0]
