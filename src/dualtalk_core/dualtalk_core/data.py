@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "test", "ood")
 RIG_SUFFIX = {layout.FLAME56: ".npz", layout.ARKIT61: ".npy"}
 RIG_DIM = {layout.FLAME56: layout.DIM, layout.ARKIT61: len(layout.ARKIT61_NAMES)}
-_NAME_RE = re.compile(r"^(?P<clip>.+)_speaker(?P<spk>[12])$")
+SIDE_NAME_RE = re.compile(r"^(?P<clip>.+)_speaker(?P<spk>[12])$")
+"""``<clip>_speaker<1|2>``: the name of one side of a conversation pair (file stem)."""
 
 # Reason codes (stable strings: DataReport counts by them, tests match them).
 MISSING_PARTNER = "missing partner"
@@ -193,7 +194,7 @@ def discover_clips(directory: Path, rig: str = layout.FLAME56) -> dict[str, dict
     clips: dict[str, dict[int, dict[str, Path]]] = {}
     for path in sorted(directory.iterdir()):
         kind = suffixes.get(path.suffix)
-        m = _NAME_RE.match(path.stem)
+        m = SIDE_NAME_RE.match(path.stem)
         if kind is None or m is None:
             continue
         clips.setdefault(m["clip"], {}).setdefault(int(m["spk"]), {})[kind] = path

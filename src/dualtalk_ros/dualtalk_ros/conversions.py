@@ -70,6 +70,20 @@ def audio_chunk_to_numpy(msg: AudioChunk) -> np.ndarray:
     return data.reshape(-1, channels)
 
 
+def _audio_chunk(channels: int, sample_rate: int, first_sample_index: int, stamp: Time | None,
+                 frame_id: str, encoding: str) -> AudioChunk:
+    """An ``AudioChunk`` with everything but the samples filled in."""
+    msg = AudioChunk()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.sample_rate = int(sample_rate)
+    msg.channels = int(channels)
+    msg.first_sample_index = int(first_sample_index)
+    msg.encoding = encoding
+    return msg
+
+
 def numpy_to_audio_chunk(samples: np.ndarray, sample_rate: int, first_sample_index: int,
                          stamp: Time | None = None, frame_id: str = "",
                          encoding: str = "float32") -> AudioChunk:
@@ -82,14 +96,7 @@ def numpy_to_audio_chunk(samples: np.ndarray, sample_rate: int, first_sample_ind
         arr = arr[:, None]
     if arr.ndim != 2:
         raise MessageError(f"samples: expected [frames] or [frames, channels], got {list(arr.shape)}")
-    msg = AudioChunk()
-    if stamp is not None:
-        msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
-    msg.sample_rate = int(sample_rate)
-    msg.channels = int(arr.shape[1])
-    msg.first_sample_index = int(first_sample_index)
-    msg.encoding = encoding
+    msg = _audio_chunk(arr.shape[1], sample_rate, first_sample_index, stamp, frame_id, encoding)
     flat = np.ascontiguousarray(arr).reshape(-1)
     if encoding == "float32":
         msg.data_float32 = flat
@@ -106,14 +113,7 @@ def int16_to_audio_chunk(samples: np.ndarray, sample_rate: int, first_sample_ind
     arr = np.asarray(samples, dtype=np.int16)
     if arr.ndim == 1:
         arr = arr[:, None]
-    msg = AudioChunk()
-    if stamp is not None:
-        msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
-    msg.sample_rate = int(sample_rate)
-    msg.channels = int(arr.shape[1])
-    msg.first_sample_index = int(first_sample_index)
-    msg.encoding = "int16"
+    msg = _audio_chunk(arr.shape[1], sample_rate, first_sample_index, stamp, frame_id, "int16")
     msg.data_int16 = np.ascontiguousarray(arr).reshape(-1)
     return msg
 

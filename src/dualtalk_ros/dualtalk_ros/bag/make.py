@@ -14,7 +14,6 @@ would store). Custom data in the bag metadata records clip, speaker, start time 
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import soundfile as sf
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from dualtalk_core import layout
+from dualtalk_core.data import SIDE_NAME_RE, SPLITS
 
 from . import typestore as ts
 
@@ -31,9 +31,7 @@ LOG = logging.getLogger(__name__)
 
 BAG_VERSION = 9
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-SPLITS = ("train", "test", "ood")
 NS_PER_S = 1_000_000_000
-_SIDE_RE = re.compile(r"^(?P<clip>.+)_speaker(?P<spk>[12])$")
 
 # Keys of the bag's custom metadata (rosbag2 v9 ``custom_data``); read back by the evaluator.
 META_CLIP = "dualtalk.clip"
@@ -146,7 +144,7 @@ def find_clip_sources(root: str | Path, clips: list[str] | None = None,
     if clips:
         search = [base] + ([] if split else [root / s for s in SPLITS if (root / s).is_dir()])
         for entry in clips:
-            m = _SIDE_RE.match(entry)
+            m = SIDE_NAME_RE.match(entry)
             clip, speakers = (m["clip"], [int(m["spk"])]) if m else (entry, [1, 2])
             directory = next((d for d in search
                               if any((d / f"{clip}_speaker{s}.wav").exists() for s in (1, 2))),
@@ -158,7 +156,7 @@ def find_clip_sources(root: str | Path, clips: list[str] | None = None,
             sides += [(directory, clip, s) for s in speakers]
     else:
         names = sorted({m["clip"] for p in base.glob("*_speaker[12].wav")
-                        if (m := _SIDE_RE.match(p.stem))})
+                        if (m := SIDE_NAME_RE.match(p.stem))})
         if not names:
             raise FileNotFoundError(f"no *_speaker1.wav / *_speaker2.wav clips in {base}")
         sides = [(base, c, s) for c in names for s in (1, 2)]
