@@ -3,7 +3,7 @@
 The venv install has no ``ros2 launch``; this command starts the same nodes
 (:data:`CONVERSATION_NODES`, also what ``launch/conversation.launch.py`` starts; a test checks
 they agree) with the same parameter file (``config/conversation.yaml``, ROS format
-``node_name: ros__parameters: ...``) in one ``MultiThreadedExecutor``. ``--set node.param=value``
+``node_name: ros__parameters: ...``) in one ``SingleThreadedExecutor``. ``--set node.param=value``
 overrides single values; ``--duration`` stops after that many seconds and ``--report`` writes
 measured output rate, end-to-end latency and CPU load as JSON.
 """
@@ -168,7 +168,7 @@ def run(args) -> int:
     quiet_openmp_threads()
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from .params import to_parameters
     from .runtime import StartupError
@@ -203,7 +203,11 @@ def run(args) -> int:
         nodes.append(probe_node)
         topic = params["dualtalk_node"].get("blendshapes_topic", "agent/blendshapes")
         probe = _Probe(probe_node, topic)
-        executor = MultiThreadedExecutor(num_threads=4, context=ctx)
+        # One thread is enough: every callback is short (the model runs in dualtalk_node's own
+        # thread, paced output in another). A MultiThreadedExecutor spun at 100 % CPU here (its
+        # wait set reports a subscription ready again before a worker has taken the message),
+        # holding the GIL and slowing model hops ~40x on 2 cores.
+        executor = SingleThreadedExecutor(context=ctx)
         for n in nodes:
             executor.add_node(n)
         print(f"bringup: running {[e.name for e in entries]}"
