@@ -70,13 +70,18 @@ def audio_chunk_to_numpy(msg: AudioChunk) -> np.ndarray:
     return data.reshape(-1, channels)
 
 
+def _set_header(msg, stamp: Time | None, frame_id: str) -> None:
+    """Copy the stamp (when given) and frame id into ``msg.header``."""
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+
+
 def _audio_chunk(channels: int, sample_rate: int, first_sample_index: int, stamp: Time | None,
                  frame_id: str, encoding: str) -> AudioChunk:
     """An ``AudioChunk`` with everything but the samples filled in."""
     msg = AudioChunk()
-    if stamp is not None:
-        msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
+    _set_header(msg, stamp, frame_id)
     msg.sample_rate = int(sample_rate)
     msg.channels = int(channels)
     msg.first_sample_index = int(first_sample_index)
@@ -148,9 +153,7 @@ def numpy_to_blendshapes(weights: np.ndarray, rig: str = FLAME56,
     if names and len(names) != w.size:
         raise MessageError(f"names: expected {w.size} names for rig {rig!r}, got {len(names)}")
     msg = Blendshapes()
-    if stamp is not None:
-        msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
+    _set_header(msg, stamp, frame_id)
     msg.rig = rig
     msg.names = list(names)
     msg.weights = w
@@ -168,9 +171,7 @@ def numpy_to_blendshape_sequence(frames: np.ndarray, rig: str = FLAME56,
     if names is None:
         names = RIGS.get(rig, ())
     msg = BlendshapeSequence()
-    if stamp is not None:
-        msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
+    _set_header(msg, stamp, frame_id)
     msg.rig = rig
     msg.names = list(names)
     msg.frame_rate = float(frame_rate)
