@@ -6,15 +6,21 @@ SHELL := /bin/bash
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
+CHECKPOINT ?=
 export VENV TORCH
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo demo-model test bench clean
 
 setup:
 	@bash scripts/setup.sh
 
+# CHECKPOINT=path/to/model.pt runs the demo on another model (default: the bundled demo model)
 demo: setup
-	@bash scripts/with_ros_env.sh $(VENV)/bin/python scripts/demo.py
+	@DEMO_CHECKPOINT=$(CHECKPOINT) bash scripts/with_ros_env.sh $(VENV)/bin/python scripts/demo.py
+
+# Re-train the bundled demo model (about 25 minutes on 2 cores; see models/README.md)
+demo-model: setup
+	@bash scripts/train_demo_model.sh
 
 test: setup
 	@bash scripts/with_ros_env.sh $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
@@ -23,4 +29,4 @@ bench: setup
 	@bash scripts/with_ros_env.sh $(VENV)/bin/python bench/run_all.py
 
 clean:
-	rm -rf build $(VENV) .pytest_cache
+	rm -rf build $(VENV) .pytest_cache demo-output

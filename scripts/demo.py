@@ -1,17 +1,20 @@
-"""`make demo`: the main job end to end, on CPU, in about eleven minutes.
+"""`make demo`: one conversation through the live ROS 2 graph with the bundled demo model.
 
-1. synthesise a small two-person conversation data set (DualTalk layout),
-2. train the CPU-sized DualTalk model on it for a few minutes,
-3. score it with the paper's metrics against the paper's baselines (Table 2 format),
-4. predict one held-out clip offline and plot it,
-5. make rosbags from held-out clips (and from the real sample clip in ../shared when present),
-6. replay them in real time through the live ROS 2 node graph (bring-up), record its output and
-   score it: metrics, latency, dropped frames, a report with a plot.
+1. generate a multi-round two-person conversation (espeak-ng voices; a seed the demo model
+   never saw in training) in the DualTalk layout,
+2. pack it into an input rosbag (partner audio, agent TTS audio, partner face, ground truth),
+3. bring the node graph up with the bring-up command (`dualtalk-ros bringup conversation`, the
+   same nodes and YAML as `ros2 launch dualtalk_ros conversation.launch.py`), replay the
+   conversation through it in real time and record its output bag; score the recording
+   (metrics, frame rate, latency) into a report with a curves plot,
+4. render a preview (partner | agent faces drawn from the coefficients, audio muxed in) as MP4,
+   GIF and a PNG still,
+5. print a one-screen summary.
 
-Everything lands under ``out/demo/`` (override with DEMO_OUT). Steps whose output already exists
-are reused (set DEMO_FRESH=1 to redo everything). DEMO_TRAIN_MINUTES bounds training (default 8:
-on 2 cores the cpu preset leaves its mean-motion plateau after ~400 steps, about 6 minutes).
-The caller (`make demo`) confines DDS to loopback on a private domain.
+Everything lands in ``demo-output/`` (override with DEMO_OUT). Knobs (environment):
+DEMO_CHECKPOINT (default: the bundled ``models/dualtalk_cpu_demo.pt``; point it at your own
+training or a converted released checkpoint), DEMO_SECONDS (conversation length; 30, or 12
+when CI=true), DEMO_SEED. The caller (`make demo`) confines DDS to loopback on a private domain.
 """
 from __future__ import annotations
 
@@ -25,81 +28,134 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-OUT = Path(os.environ.get("DEMO_OUT", ROOT / "out" / "demo"))
-TRAIN_MINUTES = float(os.environ.get("DEMO_TRAIN_MINUTES", "8"))
-SHARED_SAMPLE = ROOT.parent / "shared" / "dualtalk-sample"
+DEMO_MODEL = ROOT / "models" / "dualtalk_cpu_demo.pt"
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def run(*args: str | Path) -> None:
+def run(*args: str | Path, quiet: bool = False) -> None:
     cmd = [str(a) for a in args]
     print("$", " ".join(cmd), flush=True)
     t0 = time.monotonic()
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    if quiet:  # keep the screen for the summary; show the log only when it fails
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+            raise subprocess.CalledProcessError(proc.returncode, cmd)
+    else:
+        subprocess.run(cmd, check=True, cwd=ROOT)
     print(f"  ({time.monotonic() - t0:.1f} s)", flush=True)
 
 
+def conversation_facts(data: Path, clip: str) -> dict:
+    """Rounds (speaker changes + 1), phrases and duration of the generated conversation."""
+    meta = json.loads((data / "synth.json").read_text())["clips"][clip]
+    speakers = [p[0] for p in meta["phrases"]]
+    rounds = 1 + sum(1 for a, b in zip(speakers, speakers[1:]) if a != b)
+    return {"rounds": rounds, "phrases": len(speakers), "voice": json.loads(
+        (data / "synth.json").read_text())["voice"]}
+
+
+def fmt(value, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: str,
+                 seconds: float, elapsed: float, previews: list[Path]) -> str:
+    frames = report.get("frames") or {}
+    lat = report.get("latency_ms") or {}
+    node = (report.get("node_latency_ms") or {}).get("processing") or {}
+    metrics = report.get("metrics") or {}
+    scaled, extras = metrics.get("scaled") or {}, metrics.get("extras") or {}
+    hz = (report.get("rate") or {}).get("output_hz")
+
+    def metric(name: str, group: str) -> str:
+        return fmt((scaled.get(name) or {}).get(group))
+
+    rel = lambda p: os.path.relpath(p, Path.cwd())  # noqa: E731
+    lines = [
+        f"DualTalk demo: done in {elapsed:.0f} s  (status: {report.get('status', '?')})",
+        f"  conversation  {seconds:.1f} s, {facts['rounds']} rounds / {facts['phrases']} phrases,"
+        f" {facts['voice']} voices",
+        f"  model         {rel(checkpoint)}" + (f"  [{label}]" if label else ""),
+        "  ROS graph     dualtalk-ros bringup conversation (conversation.yaml), "
+        "real-time replay",
+        f"  output        {frames.get('received', 0)}/{frames.get('expected', '?')} frames on "
+        f"agent/blendshapes at {fmt(hz, '.1f')} Hz; input-to-frame latency p50 "
+        f"{fmt(lat.get('p50'), '.0f')} ms, p95 {fmt(lat.get('p95'), '.0f')} ms; "
+        f"model hop p50 {fmt(node.get('p50'), '.0f')} ms",
+        f"  quality       MSE exp/jaw/pose {metric('MSE', 'EXP')} / {metric('MSE', 'JAW')} / "
+        f"{metric('MSE', 'POSE')}   FD-EXP {metric('FD', 'EXP')}   jaw vs own speech "
+        f"r = {fmt(extras.get('jaw_speech_r'))}  (paper scale; vs this conversation's "
+        f"rule-made ground truth)",
+        "  files",
+    ]
+    files = [(out / "output_bag", "recorded graph output (rosbag2, mcap)"),
+             (out / "input_bag", "the conversation as an input rosbag"),
+             (out / "report.md", "metrics, frame rate and latency report"),
+             (out / "report.png", "curves: EXP/JAW/POSE, prediction vs ground truth"),
+             *[(p, "preview: partner | agent faces" + (" with audio" if p.suffix == ".mp4"
+                                                      else "")) for p in previews]]
+    for path, what in files:
+        if path.exists():
+            lines.append(f"    {rel(path):<34} {what}")
+    return "\n".join(lines)
+
+
 def main() -> int:
-    if os.environ.get("DEMO_FRESH") == "1" and OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
     assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST", \
         "run the demo through `make demo` (it confines DDS to loopback)"
+    out = Path(os.environ.get("DEMO_OUT", ROOT / "demo-output")).resolve()
+    checkpoint = Path(os.environ.get("DEMO_CHECKPOINT") or DEMO_MODEL).resolve()
+    seconds = float(os.environ.get("DEMO_SECONDS", "12" if CI else "30"))
+    seed = int(os.environ.get("DEMO_SEED", "2026"))
+    if not checkpoint.is_file():
+        sys.exit(f"demo checkpoint not found: {checkpoint} (DEMO_CHECKPOINT=... to choose one)")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     dualtalk, dualtalk_ros = BIN / "dualtalk", BIN / "dualtalk-ros"
-    data = OUT / "data"
-    ckpt = OUT / "train" / "best.pt"
 
-    step("1. synthetic conversations (espeak-ng voices when installed)")
-    if not (data / "test").is_dir():
-        run(dualtalk, "data", "synth", "-o", data, "--pairs", "40", "--seed", "0",
-            "--max-seconds", "20")
-    run(dualtalk, "data", "check", data, "--split", "test")
-
-    step(f"2. train the cpu preset (at most {TRAIN_MINUTES:g} minutes)")
-    if not ckpt.exists():
-        run(dualtalk, "train", "--config", ROOT / "config" / "train_cpu.yaml", "--data", data,
-            "--out", OUT / "train", "--max-minutes", str(TRAIN_MINUTES), "--no-progress")
-
-    step("3. paper metrics vs baselines on the held-out split")
-    run(dualtalk, "evaluate", "--checkpoint", ckpt, "--data", data, "--split", "test",
-        "--baselines", "all", "--method-name", "DualTalk cpu preset (demo)",
-        "--markdown", OUT / "evaluation.md", "--json", OUT / "evaluation.json",
-        "--per-clip", OUT / "evaluation_per_clip.csv")
-
-    step("4. one held-out clip: offline inference and plot")
+    step("1. a two-person conversation (held out: the demo model never saw this seed)")
+    data = out / "conversation"
+    run(dualtalk, "data", "synth", "-o", data, "--pairs", "1", "--seed", seed,
+        "--splits", "test=1", "--min-rounds", "4" if seconds >= 20 else "3", "--max-rounds", "6",
+        "--min-seconds", seconds, "--max-seconds", seconds, quiet=True)
     clip = sorted(p.name[: -len("_speaker1.wav")] for p in (data / "test").glob("*_speaker1.wav"))[0]
-    side, partner = data / "test" / f"{clip}_speaker1", data / "test" / f"{clip}_speaker2"
-    pred = OUT / f"{clip}_speaker1_pred.npy"
-    run(dualtalk, "infer", "--checkpoint", ckpt, "--self-audio", f"{side}.wav",
-        "--partner-audio", f"{partner}.wav", "--partner-motion", f"{partner}.npz", "-o", pred)
-    run(dualtalk, "plot", pred, "--gt", f"{side}.npz", "--partner", f"{partner}.npz",
-        "--self-audio", f"{side}.wav", "--partner-audio", f"{partner}.wav",
-        "-o", OUT / f"{clip}_speaker1.png")
+    agent, partner = data / "test" / f"{clip}_speaker1", data / "test" / f"{clip}_speaker2"
+    facts = conversation_facts(data, clip)
 
-    step("5. rosbags from held-out clips (+ the real sample clip when ../shared has it)")
-    bags = OUT / "bags"
-    run(dualtalk_ros, "bag", "make", data, clip, "--split", "test", "-o", bags, "--overwrite")
-    if SHARED_SAMPLE.is_dir():
-        run(dualtalk_ros, "bag", "make", SHARED_SAMPLE, "-o", bags, "--overwrite")
+    step("2. the conversation as an input rosbag")
+    bags = out / "input_bag"
+    run(dualtalk_ros, "bag", "make", data, f"{clip}_speaker1", "--split", "test", "-o", bags,
+        "--overwrite", quiet=True)
+    (bag,) = [p for p in bags.iterdir() if p.is_dir()]
 
-    step("6. replay through the live node graph in real time, record, score")
-    report = OUT / "bag_report"
-    run(dualtalk_ros, "bag", "evaluate", bags, "-o", report, "--checkpoint", ckpt)
+    step("3. bring the graph up, replay in real time, record and score")
+    run(dualtalk_ros, "bag", "evaluate", bag, "-o", out, "--checkpoint", checkpoint, quiet=True)
+    report = json.loads((out / "report.json").read_text())
 
-    step("results")
-    print((OUT / "evaluation.md").read_text())
-    summary = report / "summary.md"
-    if summary.exists():
-        print(summary.read_text())
-    print(f"outputs under {OUT}:")
-    for path in sorted(OUT.glob("*")) + sorted(report.glob("*")):
-        print("  ", path.relative_to(OUT))
-    metrics = json.loads((OUT / "evaluation.json").read_text())
-    print("evaluation.json keys:", ", ".join(sorted(metrics)))
-    return 0
+    step("4. preview: partner | agent, drawn from the coefficients")
+    previews = [out / "preview.mp4", out / "preview.gif", out / "preview.png"]
+    common = ["--partner", out / "partner_motion.npy"]
+    run(dualtalk, "render", out / "agent_motion.npy", *common, "--audio", f"{agent}.wav",
+        "--partner-audio", f"{partner}.wav", "-o", previews[0], quiet=True)
+    run(dualtalk, "render", out / "agent_motion.npy", *common, "--fps", "12.5",
+        "--duration", min(seconds, 12.0), "-o", previews[1], quiet=True)
+    run(dualtalk, "render", out / "agent_motion.npy", *common, "--start", min(seconds / 2, 6.0),
+        "-o", previews[2], quiet=True)
+
+    from dualtalk_core.checkpoint import read_payload
+    label = read_payload(checkpoint)["extra"].get("label", "")
+    text = summary_text(out, report, facts, checkpoint, label, seconds,
+                        time.monotonic() - t_start, previews)
+    (out / "summary.txt").write_text(text + "\n")
+    print("\n" + text)
+    return 0 if report.get("status") == "ok" else 1
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def test_loss_terms_by_hand():
     assert total.item() == 0.0 and parts["velocity"] == 0.0
     pred[..., layout.EXP] = 1.0                      # constant offset: no velocity error
     _, parts = dualtalk_loss(pred, target)
-    assert parts == {"loss": 1.0, "exp": 1.0, "jaw": 0.0, "pose": 0.0, "velocity": 0.0}
+    assert parts == {"loss": 1.0, "exp": 1.0, "jaw": 0.0, "pose": 0.0, "velocity": 0.0,
+                     "spread": 0.0}
     pred = target.clone()
     pred[:, 2, layout.JAW] = 2.0                     # one spike: jaw 4*(2/10), velocity
     _, parts = dualtalk_loss(pred, target, weights=LossWeights(velocity=0.5))
@@ -53,6 +54,22 @@ def test_loss_terms_by_hand():
     vel = 2 * 2 * 3 * 4 / (2 * 4 * layout.DIM)      # 2 clips x 2 diffs x 3 dims x 2^2
     assert parts["velocity"] == pytest.approx(vel)
     assert parts["loss"] == pytest.approx(parts["jaw"] + 0.5 * vel)
+
+
+def test_spread_term_by_hand():
+    """std over time per clip and dim: a flat prediction of a +-1 square wave misses std 1."""
+    target = torch.zeros(1, 4, layout.DIM)
+    target[0, :, 0] = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    pred = torch.zeros_like(target)
+    _, parts = dualtalk_loss(pred, target)
+    assert parts["spread"] == pytest.approx(1.0 / layout.DIM, rel=1e-3)
+    assert parts["loss"] == pytest.approx(parts["exp"] + parts["velocity"])  # weight 0: released
+    total, parts = dualtalk_loss(pred, target, weights=LossWeights(velocity=0.0, spread=2.0))
+    assert total.item() == pytest.approx(parts["exp"] + 2.0 / layout.DIM, rel=1e-3)
+    mask = torch.tensor([[True, True, False, False]])
+    pred[0, :, 0] = torch.tensor([1.0, -1.0, 5.0, 5.0])             # padding ignored
+    _, parts = dualtalk_loss(pred, target, mask=mask)
+    assert parts["spread"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_loss_mask_ignores_padding():
@@ -74,7 +91,8 @@ def test_train_config_yaml_and_validation(tmp_path):
     path.write_text("model: tiny\nlr: 1e-4\nbatch_size: 8\nloss_weights: {velocity: 0.5}\n")
     cfg = TrainConfig.from_yaml(path)
     assert cfg.lr == 1e-4 and cfg.batch_size == 8 and cfg.window == 200
-    assert cfg.loss_weights == {"exp": 1.0, "jaw": 1.0, "pose": 1.0, "velocity": 0.5}
+    assert cfg.loss_weights == {"exp": 1.0, "jaw": 1.0, "pose": 1.0, "velocity": 0.5,
+                                "spread": 0.0}
     assert (cfg.scheduler_step_epochs, cfg.scheduler_gamma) == (50, 0.8)
     cfg.to_yaml(tmp_path / "c2.yaml")
     assert TrainConfig.from_yaml(tmp_path / "c2.yaml") == cfg

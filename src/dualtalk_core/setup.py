@@ -25,6 +25,8 @@ setup(
         "transformers>=4.40",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "pillow>=9.1",           # drawing the `dualtalk render` preview faces
+        "imageio-ffmpeg>=0.4.9",  # a static ffmpeg for `dualtalk render` MP4 + audio, no apt
     ],
     zip_safe=True,
     maintainer="DualTalk maintainers",

@@ -129,11 +129,51 @@ def _short(keys: list[str], limit: int = 6) -> str:
     return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)} in all)"
 
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
+                      label: str | None = None, info: dict | None = None) -> Path:
+    """Write a deployable copy of checkpoint ``src`` to ``dst``: weights only.
+
+    Why: a training checkpoint carries the optimizer state and RNG states for resuming (about
+    3x the weights). The export keeps the config and weights, a short summary of how it was
+    trained (``extra["provenance"]``: step, epoch, validation loss, data, training config), an
+    optional human ``label`` (e.g. "demo model: trained on synthetic conversations"), and with
+    ``half`` stores float weights as float16 (half the size; :func:`load_checkpoint` casts
+    them back to float32, a rounding of about 1e-3 relative).
+    """
+    payload = read_payload(src)
+    training = payload["extra"].get("training") or {}
+    provenance = {k: training[k] for k in ("step", "epoch", "best_val", "data", "config")
+                  if k in training}
+    extra = {k: v for k, v in payload["extra"].items() if k != "training"}
+    extra["provenance"] = {"source": str(src), **provenance, **(info or {})}
+    if label:
+        extra["label"] = label
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+             for k, v in payload["state_dict"].items()}
+    extra["storage_dtype"] = "float16" if half else "float32"
+    out = dict(payload, state_dict=state, extra=extra)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(out, tmp)
+    tmp.replace(dst)
+    return dst
+
+
+def _float32_weights(state_dict: dict) -> dict:
+    """Half-precision weights (an exported checkpoint) back to float32 for CPU inference."""
+    return {k: v.float() if v.dtype in HALF_DTYPES else v for k, v in state_dict.items()}
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu"):
     """-> (model in eval mode, payload dict). Raises :class:`CheckpointError` on any problem."""
     from .model import DualTalk
 
     payload = read_payload(path, map_location)
+    payload["state_dict"] = _float32_weights(payload["state_dict"])
     try:
         config = DualTalkConfig.from_dict(payload["config"])
     except ValueError as exc:

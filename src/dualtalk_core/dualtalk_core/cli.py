@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "train",           # training (single process or torchrun)
     "evaluate",        # paper metrics + baselines
     "plot",            # EXP/JAW/POSE curves with turns shaded
+    "export",          # weights-only (optionally fp16) copy of a checkpoint, e.g. the demo model
+    "render",          # side-by-side cartoon faces from coefficients -> GIF/MP4 (+audio)/PNG
 )
 
 

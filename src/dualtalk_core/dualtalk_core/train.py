@@ -30,11 +30,11 @@ import torch
 
 from .config_io import YamlConfigMixin
 from .data import WindowDataset, load_split, split_by_clip
-from .losses import LossWeights, dualtalk_loss
+from .losses import LOSS_TERMS, LOSS_WEIGHT_NAMES, LossWeights, dualtalk_loss
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ("kind", "epoch", "step", "loss", "exp", "jaw", "pose", "velocity", "lr",
+LOG_FIELDS = ("kind", "epoch", "step", *LOSS_TERMS, "lr",
               "elapsed_s")
 
 
@@ -133,10 +133,11 @@ class TrainConfig(YamlConfigMixin):
         if not isinstance(self.model_overrides, dict):
             bad("model_overrides", "a mapping of DualTalkConfig fields")
         if not isinstance(self.loss_weights, dict):
-            bad("loss_weights", "a mapping with exp/jaw/pose/velocity")
-        unknown = set(self.loss_weights) - {"exp", "jaw", "pose", "velocity"}
+            bad("loss_weights", f"a mapping with keys among {'/'.join(LOSS_WEIGHT_NAMES)}")
+        unknown = set(self.loss_weights) - set(LOSS_WEIGHT_NAMES)
         if unknown:
-            bad("loss_weights", f"keys among exp/jaw/pose/velocity (unknown: {sorted(unknown)})")
+            bad("loss_weights",
+                f"keys among {'/'.join(LOSS_WEIGHT_NAMES)} (unknown: {sorted(unknown)})")
         self.loss_weights = asdict(LossWeights(**self.loss_weights))
         self.model_config()  # validates the preset name and the overrides
 
@@ -275,8 +276,8 @@ class _Logger:
     def row(self, kind: str, epoch: int, step: int, parts: dict[str, float], lr: float,
             elapsed: float) -> None:
         row = {"kind": kind, "epoch": epoch, "step": step, "lr": lr,
-               "elapsed_s": round(elapsed, 3), **{k: parts.get(k, math.nan)
-                                                  for k in ("loss", "exp", "jaw", "pose", "velocity")}}
+               "elapsed_s": round(elapsed, 3),
+               **{k: parts.get(k, math.nan) for k in LOSS_TERMS}}
         self.rows.append(row)
         if not self.enabled:
             return
@@ -313,7 +314,7 @@ def evaluate_loss(model, dataset: WindowDataset, cfg: TrainConfig, info: DistInf
     model.eval()
     indices = list(range(len(dataset)))[info.rank::info.world_size]
     batches = [indices[i:i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
-    keys = ("loss", "exp", "jaw", "pose", "velocity")
+    keys = LOSS_TERMS
     sums = [0.0] * (len(keys) + 1)
     # own generator: validating never consumes the global RNG (resume reproducibility)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.num_workers,
@@ -525,7 +526,7 @@ def _train(cfg: TrainConfig, data_root: str | Path, out_dir: str | Path,
             optimizer.step()
             step += 1
             b += 1
-            keys = ("loss", "exp", "jaw", "pose", "velocity")
+            keys = LOSS_TERMS
             reduced = _all_reduce([parts[k] for k in keys], info)
             parts = {k: v / info.world_size for k, v in zip(keys, reduced)}
             for k, v in parts.items():
@@ -592,7 +593,8 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(f):
             out: dict[str, Any] = {"kind": row["kind"]}
             for k in LOG_FIELDS[1:]:
-                out[k] = float(row[k]) if row[k] not in ("", "nan") else math.nan
+                value = row.get(k) or ""  # a log from before a column was added: nan
+                out[k] = float(value) if value not in ("", "nan") else math.nan
             out["epoch"], out["step"] = int(out["epoch"]), int(out["step"])
             rows.append(out)
     return rows

@@ -208,6 +208,9 @@ class DualTalkNode(Node):
         self.get_logger().info(
             f"DualTalk model from {p['checkpoint']} on {p['device']}; streaming W={c.window_s} "
             f"L={c.lookahead_s} H={c.hop_s} s (latency floor {c.latency_s:.2f} s)")
+        label = payload["extra"].get("label")
+        if label:  # e.g. the bundled demo model says what it is not good for
+            self.get_logger().warning(f"checkpoint label: {label}")
 
     def _warm_up(self, model) -> None:
         """One forward pass over a window of silence (same sizes as a real hop)."""

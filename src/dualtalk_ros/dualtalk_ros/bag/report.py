@@ -166,10 +166,17 @@ def write_plot(ev, path: Path) -> Path | None:
 
 
 def write_bag_report(ev, out_dir: Path, plot: bool = True) -> dict[str, Path]:
-    """``report.md``, ``report.json`` (and ``report.png``) in ``out_dir``."""
+    """``report.md``, ``report.json`` (and ``report.png``) in ``out_dir``, plus the motion as
+    arrays for other tools (e.g. ``dualtalk render``): ``agent_motion.npy`` (the received
+    frames [T, 56] by frame index, a missing frame held from the previous one) and
+    ``partner_motion.npy`` (the partner face the bag carried)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
+    for key, array in (("agent_motion", ev.pred), ("partner_motion", ev.partner)):
+        if array is not None and len(array):
+            paths[key] = out_dir / f"{key}.npy"
+            np.save(paths[key], np.asarray(array, np.float32))
     if plot:
         try:
             png = write_plot(ev, out_dir / "report.png")
