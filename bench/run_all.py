@@ -3,7 +3,8 @@
 
 Runs ``bench/bench_offline.py`` (offline real-time factor per preset) when it exists, then
 ``bench/bench_streaming.py`` (streaming per-hop timing, RSS, streaming-vs-offline error, CPU
-speed-ups).  Each runs in its own process so their memory does not mix.
+speed-ups), then ``bench/bench_bag_replay.py`` (model hop time under a real-time bag replay
+through the live graph).  Each runs in its own process so their memory does not mix.
 
     python bench/run_all.py                    # everything (paper preset included, short clips)
     python bench/run_all.py --skip-paper       # quick: tiny, cpu, base only
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     streaming = [sys.executable, str(BENCH / "bench_streaming.py"), "--presets", ",".join(presets),
                  "--threads", str(args.threads), "--device", args.device, *rest]
     runs.append(("streaming", streaming))
+    # the live graph under a real-time bag replay (the regression guard for slow hops)
+    runs.append(("bag replay", [sys.executable, str(BENCH / "bench_bag_replay.py")]))
 
     failed = []
     for name, cmd in runs:

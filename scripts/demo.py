@@ -51,7 +51,7 @@ def run(*args: str | Path, quiet: bool = False) -> None:
 
 
 def conversation_facts(data: Path, clip: str) -> dict:
-    """Rounds (speaker changes + 1), phrases and duration of the generated conversation."""
+    """Turns (speaker changes + 1, backchannels included), phrases and voice of the conversation."""
     meta = json.loads((data / "synth.json").read_text())["clips"][clip]
     speakers = [p[0] for p in meta["phrases"]]
     rounds = 1 + sum(1 for a, b in zip(speakers, speakers[1:]) if a != b)
@@ -78,7 +78,7 @@ def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: 
     rel = lambda p: os.path.relpath(p, Path.cwd())  # noqa: E731
     lines = [
         f"DualTalk demo: done in {elapsed:.0f} s  (status: {report.get('status', '?')})",
-        f"  conversation  {seconds:.1f} s, {facts['rounds']} rounds / {facts['phrases']} phrases,"
+        f"  conversation  {seconds:.1f} s, {facts['rounds']} turns / {facts['phrases']} phrases,"
         f" {facts['voice']} voices",
         f"  model         {rel(checkpoint)}" + (f"  [{label}]" if label else ""),
         "  ROS graph     dualtalk-ros bringup conversation (conversation.yaml), "
@@ -86,7 +86,7 @@ def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: 
         f"  output        {frames.get('received', 0)}/{frames.get('expected', '?')} frames on "
         f"agent/blendshapes at {fmt(hz, '.1f')} Hz; input-to-frame latency p50 "
         f"{fmt(lat.get('p50'), '.0f')} ms, p95 {fmt(lat.get('p95'), '.0f')} ms; "
-        f"model hop p50 {fmt(node.get('p50'), '.0f')} ms",
+        f"node processing p50 {fmt(node.get('p50'), '.0f')} ms",
         f"  quality       MSE exp/jaw/pose {metric('MSE', 'EXP')} / {metric('MSE', 'JAW')} / "
         f"{metric('MSE', 'POSE')}   FD-EXP {metric('FD', 'EXP')}   jaw vs own speech "
         f"r = {fmt(extras.get('jaw_speech_r'))}  (paper scale; vs this conversation's "
@@ -141,9 +141,9 @@ def main() -> int:
 
     step("4. preview: partner | agent, drawn from the coefficients")
     previews = [out / "preview.mp4", out / "preview.gif", out / "preview.png"]
-    common = ["--partner", out / "partner_motion.npy"]
-    run(dualtalk, "render", out / "agent_motion.npy", *common, "--audio", f"{agent}.wav",
-        "--partner-audio", f"{partner}.wav", "-o", previews[0], quiet=True)
+    common = ["--partner", out / "partner_motion.npy", "--audio", f"{agent}.wav",
+              "--partner-audio", f"{partner}.wav"]  # muxed into the MP4; "speaking" bars
+    run(dualtalk, "render", out / "agent_motion.npy", *common, "-o", previews[0], quiet=True)
     run(dualtalk, "render", out / "agent_motion.npy", *common, "--fps", "12.5",
         "--duration", min(seconds, 12.0), "-o", previews[1], quiet=True)
     run(dualtalk, "render", out / "agent_motion.npy", *common, "--start", min(seconds / 2, 6.0),

@@ -11,6 +11,7 @@ def test_defaults_are_the_released_model():
     assert cfg.audio_frontend == "wav2vec2" and cfg.d_model == 256
     assert cfg.wav2vec2["hidden_size"] == 1024 and cfg.wav2vec2["num_hidden_layers"] == 24
     assert cfg.alignment_bias is False and cfg.modulation_activation == "none"
+    assert cfg.partner_motion_scale == 1.0
     assert all(getattr(cfg, f) for f in ("use_partner_audio", "use_partner_motion",
                                          "use_temporal_enhancer", "use_interaction",
                                          "use_modulation"))
@@ -31,7 +32,7 @@ def test_yaml_and_dict_round_trip(name, tmp_path):
     ("audio_frontend", "spectrogram"), ("modulation_activation", "gelu"), ("d_model", 0),
     ("d_model", 33), ("enhancer_heads", 3), ("interaction_dropout", 1.5),
     ("use_interaction", "yes"),
-    ("wav2vec2", 12), ("lstm_layers", 2.5),
+    ("wav2vec2", 12), ("lstm_layers", 2.5), ("partner_motion_scale", 0), ("partner_motion_scale", -1),
 ])
 def test_bad_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -62,3 +63,24 @@ def test_wav2vec2_dir_must_be_local(tmp_path):
     cfg = get_preset("tiny").replace(wav2vec2=str(tmp_path))
     with pytest.raises(ValueError, match="config.json"):
         cfg.wav2vec2_config()
+
+
+def test_partner_motion_scale_multiplies_the_partner_motion_only():
+    """scale s on motion m == scale 1 on motion s*m, with the same weights (no new tensors)."""
+    import torch
+
+    from dualtalk_core.model import DualTalk
+
+    torch.manual_seed(0)
+    base = get_preset("tiny").replace(use_temporal_enhancer=False)
+    scaled = DualTalk(base.replace(partner_motion_scale=10.0)).eval()
+    plain = DualTalk(base).eval()
+    plain.load_state_dict(scaled.state_dict(), strict=True)
+    T = 20
+    sa, pa = torch.randn(1, T * 640) * 0.1, torch.randn(1, T * 640) * 0.1
+    pm = torch.randn(1, T, 56) * 0.1
+    with torch.no_grad():
+        a = scaled(sa, pa, pm, num_frames=T)
+        b = plain(sa, pa, 10.0 * pm, num_frames=T)
+        c = plain(sa, pa, pm, num_frames=T)
+    assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-4)

@@ -122,6 +122,14 @@ class DualTalkConfig(YamlConfigMixin):
     frame-aligned cross-attention. The released code has none (False)."""
     alignment_period: int = 25
 
+    # --- input scaling (ours) ------------------------------------------------------------------
+    partner_motion_scale: float = 1.0
+    """Factor on the partner motion before the ``blendshape_encoder`` (1 = released). FLAME
+    coefficients are about 0.1 in size, so with PyTorch's default init the partner-motion
+    features start almost constant (their variation is ~1/40 of the audio features') and a
+    short training run never learns to use them; 10 brings them to the audio features' scale.
+    A checkpoint keeps its value, so inference always matches training."""
+
     # --- ablations (paper Table 6); all True = full model ---------------------------------------
     use_partner_audio: bool = True
     use_partner_motion: bool = True
@@ -167,6 +175,8 @@ class DualTalkConfig(YamlConfigMixin):
             bad("interaction_heads", f"a divisor of 2*d_model={2 * self.d_model}")
         if (2 * self.d_model) % self.decoder_heads:
             bad("decoder_heads", f"a divisor of 2*d_model={2 * self.d_model}")
+        if not self.partner_motion_scale > 0:
+            bad("partner_motion_scale", "a number > 0")
         if self.d_model % 2:
             bad("d_model", "an even number (the BiLSTM has d_model/2 units per direction)")
 

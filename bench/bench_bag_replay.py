@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Model hop time under a real-time bag replay: the regression guard for a slow graph.
+
+Why: once a busy-spinning executor in the bring-up slowed the model's hops ~40x only while a bag
+was being replayed into it (frames then arrived in one burst at the end); the unit tests, which
+replay short clips, did not notice. This benchmark makes a 30 s synthetic conversation, packs it
+into a bag, runs ``dualtalk-ros bag evaluate`` (bring-up graph + real-time replay + recording)
+with a model (default: the bundled demo model) and prints a Markdown table: frames received,
+output rate, input-to-frame latency and the node's own processing latency (p50/p95/max).
+``--max-processing-p95-ms`` turns it into a check (exit 1 when exceeded). DDS stays on loopback
+on a private domain (run it through ``make bench`` or ``scripts/with_ros_env.sh``).
+
+    python bench/bench_bag_replay.py --seconds 30 --max-processing-p95-ms 400
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def sh(*args) -> None:
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, capture_output=True, text=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "dualtalk_cpu_demo.pt")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--max-processing-p95-ms", type=float, default=None,
+                    help="fail (exit 1) when the node's processing latency p95 exceeds this")
+    args = ap.parse_args(argv)
+    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
+        sys.exit("run through `make bench` or scripts/with_ros_env.sh (DDS on loopback)")
+    with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp:
+        tmp = Path(tmp)
+        sh(BIN / "dualtalk", "data", "synth", "-o", tmp / "data", "--pairs", "1", "--seed",
+           args.seed, "--splits", "test=1", "--min-rounds", "3", "--min-seconds", args.seconds,
+           "--max-seconds", args.seconds)
+        clip = next((tmp / "data" / "test").glob("*_speaker1.wav")).name[: -len(".wav")]
+        sh(BIN / "dualtalk-ros", "bag", "make", tmp / "data", clip, "--split", "test",
+           "-o", tmp / "bags")
+        bag = next(p for p in (tmp / "bags").iterdir() if p.is_dir())
+        proc = subprocess.run([str(BIN / "dualtalk-ros"), "bag", "evaluate", str(bag), "-o",
+                               str(tmp / "report"), "--checkpoint", str(args.checkpoint),
+                               "--no-plot"], cwd=ROOT, capture_output=True, text=True)
+        report_path = tmp / "report" / "report.json"
+        if not report_path.exists():
+            sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+            return 1
+        report = json.loads(report_path.read_text())
+    frames = report.get("frames") or {}
+    lat = report.get("latency_ms") or {}
+    node = (report.get("node_latency_ms") or {}).get("processing") or {}
+    hz = (report.get("rate") or {}).get("output_hz")
+    print(f"## Bag replay through the live graph ({args.seconds:g} s conversation, "
+          f"{args.checkpoint.name})\n")
+    print("| frames | output Hz | input-to-frame p50 / p95 ms | node processing p50 / p95 / max ms |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {frames.get('received')}/{frames.get('expected')} | {hz or float('nan'):.1f} | "
+          f"{lat.get('p50', float('nan')):.0f} / {lat.get('p95', float('nan')):.0f} | "
+          f"{node.get('p50', float('nan')):.0f} / {node.get('p95', float('nan')):.0f} / "
+          f"{node.get('max', float('nan')):.0f} |")
+    ok = report.get("status") == "ok"
+    limit = args.max_processing_p95_ms
+    if limit is not None and not (isinstance(node.get("p95"), float) and node["p95"] <= limit):
+        print(f"\nFAIL: node processing p95 {node.get('p95')} ms > {limit} ms")
+        ok = False
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
