@@ -3,9 +3,10 @@
 
 Why: once a busy-spinning executor in the bring-up slowed the model's hops ~40x only while a bag
 was being replayed into it (frames then arrived in one burst at the end); the unit tests, which
-replay short clips, did not notice. This benchmark makes a 30 s synthetic conversation, packs it
-into a bag, runs ``dualtalk-ros bag evaluate`` (bring-up graph + real-time replay + recording)
-with a model (default: the bundled demo model) and prints a Markdown table: frames received,
+replay short clips, did not notice. This benchmark runs the first three steps of ``make demo``
+(``scripts/demo.py``: a 30 s synthetic conversation, packed into a bag, replayed through the
+bring-up graph in real time by ``dualtalk-ros bag evaluate`` and recorded) with a model
+(default: the bundled demo model) and prints a Markdown table: frames received,
 output rate, input-to-frame latency and the node's own processing latency (p50/p95/max).
 ``--max-processing-p95-ms`` turns it into a check (exit 1 when exceeded). DDS stays on loopback
 on a private domain (run it through ``make bench`` or ``scripts/with_ros_env.sh``).
@@ -15,7 +16,6 @@ on a private domain (run it through ``make bench`` or ``scripts/with_ros_env.sh`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,11 +23,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def sh(*args) -> None:
-    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, capture_output=True, text=True)
+sys.path.insert(0, str(ROOT / "scripts"))
+import demo  # noqa: E402  (scripts/demo.py: the conversation -> bag -> live graph steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,26 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
         sys.exit("run through `make bench` or scripts/with_ros_env.sh (DDS on loopback)")
     with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp:
-        tmp = Path(tmp)
-        sh(BIN / "dualtalk", "data", "synth", "-o", tmp / "data", "--pairs", "1", "--seed",
-           args.seed, "--splits", "test=1", "--min-rounds", "3", "--min-seconds", args.seconds,
-           "--max-seconds", args.seconds)
-        clip = next((tmp / "data" / "test").glob("*_speaker1.wav")).name[: -len(".wav")]
-        sh(BIN / "dualtalk-ros", "bag", "make", tmp / "data", clip, "--split", "test",
-           "-o", tmp / "bags")
-        bag = next(p for p in (tmp / "bags").iterdir() if p.is_dir())
-        proc = subprocess.run([str(BIN / "dualtalk-ros"), "bag", "evaluate", str(bag), "-o",
-                               str(tmp / "report"), "--checkpoint", str(args.checkpoint),
-                               "--no-plot"], cwd=ROOT, capture_output=True, text=True)
-        report_path = tmp / "report" / "report.json"
-        if not report_path.exists():
-            sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        try:
+            report, *_ = demo.replay_conversation(Path(tmp), args.checkpoint.resolve(),
+                                                  args.seconds, args.seed)
+        except subprocess.CalledProcessError:  # its output is already on stderr
             return 1
-        report = json.loads(report_path.read_text())
-    frames = report.get("frames") or {}
-    lat = report.get("latency_ms") or {}
-    node = (report.get("node_latency_ms") or {}).get("processing") or {}
-    hz = (report.get("rate") or {}).get("output_hz")
+    head = demo.headline(report)
+    frames, lat, node, hz = head["frames"], head["latency"], head["node"], head["hz"]
     print(f"## Bag replay through the live graph ({args.seconds:g} s conversation, "
           f"{args.checkpoint.name})\n")
     print("| frames | output Hz | input-to-frame p50 / p95 ms | node processing p50 / p95 / max ms |")

@@ -52,11 +52,45 @@ def run(*args: str | Path, quiet: bool = False) -> None:
 
 def conversation_facts(data: Path, clip: str) -> dict:
     """Turns (speaker changes + 1, backchannels included), phrases and voice of the conversation."""
-    meta = json.loads((data / "synth.json").read_text())["clips"][clip]
-    speakers = [p[0] for p in meta["phrases"]]
+    meta = json.loads((data / "synth.json").read_text())
+    speakers = [p[0] for p in meta["clips"][clip]["phrases"]]
     rounds = 1 + sum(1 for a, b in zip(speakers, speakers[1:]) if a != b)
-    return {"rounds": rounds, "phrases": len(speakers), "voice": json.loads(
-        (data / "synth.json").read_text())["voice"]}
+    return {"rounds": rounds, "phrases": len(speakers), "voice": meta["voice"]}
+
+
+def headline(report: dict) -> dict:
+    """The bag report's figures the summary (and ``bench/bench_bag_replay.py``) print."""
+    return {"frames": report.get("frames") or {},
+            "latency": report.get("latency_ms") or {},
+            "node": (report.get("node_latency_ms") or {}).get("processing") or {},
+            "hz": (report.get("rate") or {}).get("output_hz")}
+
+
+def replay_conversation(out: Path, checkpoint: Path, seconds: float, seed: int) -> tuple:
+    """Steps 1 to 3: synthesise a conversation, bag it, replay it through the live graph.
+
+    -> (report dict, agent side path stem, partner side path stem, conversation facts);
+    everything is written under ``out`` (the report, output bag and motion arrays at its top).
+    """
+    dualtalk, dualtalk_ros = BIN / "dualtalk", BIN / "dualtalk-ros"
+    step("1. a two-person conversation (held out: the demo model never saw this seed)")
+    data = out / "conversation"
+    run(dualtalk, "data", "synth", "-o", data, "--pairs", "1", "--seed", seed,
+        "--splits", "test=1", "--min-rounds", "4" if seconds >= 20 else "3", "--max-rounds", "6",
+        "--min-seconds", seconds, "--max-seconds", seconds, quiet=True)
+    clip = sorted(p.name[: -len("_speaker1.wav")] for p in (data / "test").glob("*_speaker1.wav"))[0]
+    agent, partner = data / "test" / f"{clip}_speaker1", data / "test" / f"{clip}_speaker2"
+
+    step("2. the conversation as an input rosbag")
+    bags = out / "input_bag"
+    run(dualtalk_ros, "bag", "make", data, f"{clip}_speaker1", "--split", "test", "-o", bags,
+        "--overwrite", quiet=True)
+    (bag,) = [p for p in bags.iterdir() if p.is_dir()]
+
+    step("3. bring the graph up, replay in real time, record and score")
+    run(dualtalk_ros, "bag", "evaluate", bag, "-o", out, "--checkpoint", checkpoint, quiet=True)
+    report = json.loads((out / "report.json").read_text())
+    return report, agent, partner, conversation_facts(data, clip)
 
 
 def fmt(value, spec: str = ".2f") -> str:
@@ -65,12 +99,10 @@ def fmt(value, spec: str = ".2f") -> str:
 
 def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: str,
                  seconds: float, elapsed: float, previews: list[Path]) -> str:
-    frames = report.get("frames") or {}
-    lat = report.get("latency_ms") or {}
-    node = (report.get("node_latency_ms") or {}).get("processing") or {}
+    head = headline(report)
+    frames, lat, node, hz = head["frames"], head["latency"], head["node"], head["hz"]
     metrics = report.get("metrics") or {}
     scaled, extras = metrics.get("scaled") or {}, metrics.get("extras") or {}
-    hz = (report.get("rate") or {}).get("output_hz")
 
     def metric(name: str, group: str) -> str:
         return fmt((scaled.get(name) or {}).get(group))
@@ -118,26 +150,8 @@ def main() -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    dualtalk, dualtalk_ros = BIN / "dualtalk", BIN / "dualtalk-ros"
-
-    step("1. a two-person conversation (held out: the demo model never saw this seed)")
-    data = out / "conversation"
-    run(dualtalk, "data", "synth", "-o", data, "--pairs", "1", "--seed", seed,
-        "--splits", "test=1", "--min-rounds", "4" if seconds >= 20 else "3", "--max-rounds", "6",
-        "--min-seconds", seconds, "--max-seconds", seconds, quiet=True)
-    clip = sorted(p.name[: -len("_speaker1.wav")] for p in (data / "test").glob("*_speaker1.wav"))[0]
-    agent, partner = data / "test" / f"{clip}_speaker1", data / "test" / f"{clip}_speaker2"
-    facts = conversation_facts(data, clip)
-
-    step("2. the conversation as an input rosbag")
-    bags = out / "input_bag"
-    run(dualtalk_ros, "bag", "make", data, f"{clip}_speaker1", "--split", "test", "-o", bags,
-        "--overwrite", quiet=True)
-    (bag,) = [p for p in bags.iterdir() if p.is_dir()]
-
-    step("3. bring the graph up, replay in real time, record and score")
-    run(dualtalk_ros, "bag", "evaluate", bag, "-o", out, "--checkpoint", checkpoint, quiet=True)
-    report = json.loads((out / "report.json").read_text())
+    report, agent, partner, facts = replay_conversation(out, checkpoint, seconds, seed)
+    dualtalk = BIN / "dualtalk"
 
     step("4. preview: partner | agent, drawn from the coefficients")
     previews = [out / "preview.mp4", out / "preview.gif", out / "preview.png"]

@@ -44,3 +44,16 @@ def normalize_waveform(audio: np.ndarray, eps: float = 1e-7) -> np.ndarray:
     """Per-clip (x - mean) / sqrt(var + 1e-7) (``Wav2Vec2FeatureExtractor(do_normalize=True)``)."""
     audio = np.asarray(audio, dtype=np.float32)
     return ((audio - audio.mean()) / np.sqrt(audio.var() + eps)).astype(np.float32)
+
+
+def fit_audio(audio: np.ndarray, n: int, what: str,
+              logger: logging.Logger | None = None) -> np.ndarray:
+    """Trim or zero-pad a mono waveform to ``n`` samples (logged, on the caller's ``logger``
+    when given, when it changes)."""
+    if len(audio) == n:
+        return audio
+    (logger or log).info("%s: %d samples, %s to %d", what, len(audio),
+             "trimmed" if len(audio) > n else "zero-padded", n)
+    if len(audio) > n:
+        return audio[:n]
+    return np.concatenate([audio, np.zeros(n - len(audio), dtype=audio.dtype)])

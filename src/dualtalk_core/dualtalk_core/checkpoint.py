@@ -60,6 +60,13 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict | None
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
+    return _save_atomically(payload, path)
+
+
+def _save_atomically(payload: dict, path: Path) -> Path:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a truncated file
+    under the final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
@@ -154,13 +161,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
              for k, v in payload["state_dict"].items()}
     extra["storage_dtype"] = "float16" if half else "float32"
-    out = dict(payload, state_dict=state, extra=extra)
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(out, tmp)
-    tmp.replace(dst)
-    return dst
+    return _save_atomically(dict(payload, state_dict=state, extra=extra), Path(dst))
 
 
 def _float32_weights(state_dict: dict) -> dict:

@@ -17,22 +17,12 @@ import logging
 import numpy as np
 import torch
 
+from .audio_io import fit_audio
 from .layout import DIM, SAMPLES_PER_FRAME, num_frames_for_samples
 from .motion_io import load_motion
 
 log = logging.getLogger(__name__)
 LENGTH_FROM = ("audio", "motion")
-
-
-def fit_audio(audio: np.ndarray, n: int, what: str) -> np.ndarray:
-    """Trim or zero-pad a mono waveform to ``n`` samples (logged when it changes)."""
-    if len(audio) == n:
-        return audio
-    log.info("%s: %d samples, %s to %d", what, len(audio),
-             "trimmed" if len(audio) > n else "zero-padded", n)
-    if len(audio) > n:
-        return audio[:n]
-    return np.concatenate([audio, np.zeros(n - len(audio), dtype=audio.dtype)])
 
 
 def fit_motion(motion: np.ndarray, T: int, what: str = "partner motion") -> np.ndarray:
@@ -80,8 +70,8 @@ def predict_clip(model: torch.nn.Module, self_audio: np.ndarray, partner_audio: 
     else:
         T = len(partner_motion)
         n = T * SAMPLES_PER_FRAME
-        self_audio = fit_audio(self_audio, n, "self audio")
-    partner_audio = fit_audio(partner_audio, n, "partner audio")
+        self_audio = fit_audio(self_audio, n, "self audio", log)
+    partner_audio = fit_audio(partner_audio, n, "partner audio", log)
     partner_motion = fit_motion(partner_motion, T)
 
     device = torch.device(device)

@@ -191,12 +191,8 @@ class DualSpeakerJointEncoder(nn.Module):
         a_self = self.encode_audio(self.audio_encoder1, self_audio, num_frames)
         a_partner = (self.encode_audio(self.audio_encoder2, partner_audio, num_frames)
                      if self.audio_encoder2 is not None else None)
-        if self.blendshape_encoder is None:
-            m_partner = None
-        elif self.config.partner_motion_scale != 1.0:
-            m_partner = self.blendshape_encoder(partner_motion * self.config.partner_motion_scale)
-        else:                                           # released: no scaling
-            m_partner = self.blendshape_encoder(partner_motion)
+        m_partner = (self.blendshape_encoder(partner_motion * self.config.partner_motion_scale)
+                     if self.blendshape_encoder is not None else None)  # scale 1 = released
         return a_self, a_partner, m_partner
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from . import synth
+from .audio_io import fit_audio
 from .layout import DIM, EXP, FRAME_RATE, JAW, POSE, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -412,7 +413,7 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float = FRAME_RATE,
               ffmpeg: str | None = None) -> Path:
     """H.264/yuv420p MP4 by piping raw RGB frames into ffmpeg; ``audio`` (mono float) as AAC.
 
-    The audio is muxed as given: fit it to the video first (:func:`fit_audio`;
+    The audio is muxed as given: fit it to the video first (:func:`dualtalk_core.audio_io.fit_audio`;
     :func:`render_to_file` does) so that picture and sound end together.
     """
     path = Path(path)
@@ -469,15 +470,6 @@ def mix_audio(*tracks: np.ndarray | None) -> np.ndarray | None:
     return np.clip(out, -1.0, 1.0)
 
 
-def fit_audio(audio: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Pad with silence or cut ``audio`` to exactly ``seconds``."""
-    n = int(round(seconds * sample_rate))
-    out = np.zeros(n, np.float32)
-    k = min(n, len(audio))
-    out[:k] = np.asarray(audio, np.float32)[:k]
-    return out
-
-
 def preview_frame_index(agent: np.ndarray) -> int:
     """The frame a still shows by default: the agent's widest jaw opening (the most telling)."""
     return int(np.argmax(np.asarray(agent)[:, JAW_OPEN]))
@@ -522,5 +514,7 @@ def render_to_file(path: Path, agent, partner=None, *, config: RenderConfig | No
             log.info("%s: a GIF has no sound; audio used for the speaking bars only", path)
         return write_gif(frames, path, fps)
     if audio is not None:
-        audio = fit_audio(audio, len(range(0, len(agent), max(1, int(step)))) / fps)
+        seconds = len(range(0, len(agent), max(1, int(step)))) / fps
+        audio = fit_audio(np.asarray(audio, np.float32), int(round(seconds * SAMPLE_RATE)),
+                          f"{path} audio", log)
     return write_mp4(frames, path, fps, audio=audio, ffmpeg=ffmpeg)
