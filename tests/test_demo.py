@@ -40,6 +40,11 @@ def test_bundled_demo_model_is_small_and_labelled():
     assert "reproduce" in payload["extra"]["provenance"]
     assert payload["extra"]["storage_dtype"] == "float16"
     assert all(p.dtype == torch.float32 for p in model.parameters())  # runs in float32
+    # it is what `make demo-model` makes: the cpu preset with config/train_cpu.yaml's overrides
+    from dualtalk_core.train import TrainConfig
+
+    recipe = TrainConfig.from_yaml(DEMO_MODEL.parents[1] / "config" / "train_cpu.yaml")
+    assert model.config == recipe.model_config()
 
 
 def test_demo_writes_every_output(demo_run):

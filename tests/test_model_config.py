@@ -11,7 +11,7 @@ def test_defaults_are_the_released_model():
     assert cfg.audio_frontend == "wav2vec2" and cfg.d_model == 256
     assert cfg.wav2vec2["hidden_size"] == 1024 and cfg.wav2vec2["num_hidden_layers"] == 24
     assert cfg.alignment_bias is False and cfg.modulation_activation == "none"
-    assert cfg.partner_motion_scale == 1.0
+    assert cfg.partner_motion_scale == 1.0 and cfg.enhancer_residual is False
     assert all(getattr(cfg, f) for f in ("use_partner_audio", "use_partner_motion",
                                          "use_temporal_enhancer", "use_interaction",
                                          "use_modulation"))
@@ -84,3 +84,23 @@ def test_partner_motion_scale_multiplies_the_partner_motion_only():
         b = plain(sa, pa, 10.0 * pm, num_frames=T)
         c = plain(sa, pa, pm, num_frames=T)
     assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-4)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_enhancer_residual_adds_the_partner_speech_to_the_attention_output(residual):
+    import torch
+
+    from dualtalk_core.model import CrossModalTemporalEnhancer
+
+    torch.manual_seed(0)
+    enhancer = CrossModalTemporalEnhancer(get_preset("tiny").replace(enhancer_residual=residual))
+    enhancer.eval()
+    a, m = torch.randn(2, 15, 32), torch.randn(2, 15, 32)
+    with torch.no_grad():
+        attended, _ = enhancer.cross_attention(a, m, m, need_weights=False)
+        expected, _ = enhancer.temporal_lstm(attended + a if residual else attended)
+        assert torch.allclose(enhancer(a, m), expected, atol=1e-6)
+        # with the residual, partner speech reaches the LSTM even when attention is uniform
+        enhancer.cross_attention.in_proj_weight.zero_()
+        changed = enhancer(a + 1.0, m)
+    assert torch.allclose(changed, enhancer(a, m), atol=1e-6) is (not residual)

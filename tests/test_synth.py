@@ -11,7 +11,8 @@ import soundfile as sf
 from dualtalk_core import layout
 from dualtalk_core.data import load_split, pearson, speech_energy_per_frame
 from dualtalk_core.synth import (
-    SMILE_DIMS, jaw_energy_correlation, parse_splits, split_counts, synthesize_dataset,
+    MIC_NOISE_STD, MOUTH_DIMS, SMILE_DIMS, Persona, jaw_energy_correlation, make_motion,
+    parse_splits, speaking_mask, split_counts, synthesize_dataset,
 )
 
 from data_helpers import files_bytes, make_synth, run_module_main
@@ -94,6 +95,23 @@ def test_jaw_and_mouth_follow_own_speech(synth6):
         assert pearson(s.target_motion[:, 0], env) > 0.8      # mouth-related expression dim
         # the jaw is NOT driven by the partner's speech
         assert jaw_energy_correlation(jaw, s.partner_audio) < 0.5
+
+
+def test_a_speaker_who_says_nothing_keeps_the_mouth_closed():
+    # Regression: the envelope is normalised per clip, so a track holding only the microphone
+    # noise floor used to be scaled up to "speech" and the mouth flapped with the noise.
+    rng = np.random.default_rng(3)
+    t = 250
+    noise = rng.normal(0.0, MIC_NOISE_STD, t * layout.SAMPLES_PER_FRAME).astype(np.float32)
+    persona = Persona.draw(rng)
+    motion = make_motion(noise, t, persona, np.zeros(t, bool), [], rng)
+    jaw = motion[:, layout.JAW.start]
+    assert np.allclose(jaw, 0.02, atol=0.01)                    # closed (the rest opening)
+    mouth = motion[:, [layout.EXP.start + d for d in MOUTH_DIMS]]
+    offsets = np.asarray(persona.exp_offset)[list(MOUTH_DIMS)]
+    assert np.abs(mouth.mean(0) - offsets).max() < 0.05       # offset + drift only
+    assert mouth.std(0).max() < 0.05                          # speech moves it by ~0.3
+    assert not speaking_mask(noise, t).any()                  # and no frame counts as speech
 
 
 def test_listener_nods_and_smiles_after_partner_phrase_ends(synth6):

@@ -129,6 +129,12 @@ class DualTalkConfig(YamlConfigMixin):
     features start almost constant (their variation is ~1/40 of the audio features') and a
     short training run never learns to use them; 10 brings them to the audio features' scale.
     A checkpoint keeps its value, so inference always matches training."""
+    enhancer_residual: bool = False
+    """Add the query (partner speech) back onto the temporal enhancer's cross-attention output,
+    as a transformer block does (False = released). In the released module the partner speech
+    only steers WHICH partner-motion frames are averaged: the attention has no positions and no
+    residual, so when the partner stops talking reaches the BiLSTM only indirectly, and the
+    listening responses that follow the partner's phrase ends are slow to learn."""
 
     # --- ablations (paper Table 6); all True = full model ---------------------------------------
     use_partner_audio: bool = True

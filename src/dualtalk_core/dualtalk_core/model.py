@@ -210,11 +210,14 @@ class CrossModalTemporalEnhancer(nn.Module):
                                                      dropout=config.attention_dropout)
         self.temporal_lstm = nn.LSTM(d, d // 2, num_layers=config.lstm_layers,
                                      bidirectional=True, batch_first=True)
+        self.residual = config.enhancer_residual
 
     def forward(self, a_partner: torch.Tensor | None, m_partner: torch.Tensor | None):
         query = a_partner if a_partner is not None else m_partner
         key = m_partner if m_partner is not None else a_partner
         x, _ = self.cross_attention(query, key, key, need_weights=False)
+        if self.residual:                                    # config.enhancer_residual
+            x = x + query
         x, _ = self.temporal_lstm(x)
         return x
 

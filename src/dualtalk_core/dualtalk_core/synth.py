@@ -6,7 +6,8 @@ can be checked end to end. The rules (all per 25 fps frame):
 
 * speaking: the jaw opening (``pose[:, 3]``, 56-layout index 50) and a few mouth-related
   expression dims follow the speaker's OWN speech envelope (smoothed 40 ms RMS,
-  :func:`dualtalk_core.data.speech_energy_per_frame`, normalised per clip);
+  :func:`dualtalk_core.data.speech_energy_per_frame`, normalised per clip), during the
+  speaker's own phrases only (a speaker who says nothing keeps the mouth closed);
 * listening: after each of the partner's phrase ends the listener nods (head pitch,
   ``pose[:, 0]``, index 53) and smiles (smile-like expression dims), with a short delay;
 * always: idle head sway, blinks, a slow expression drift and small noise.
@@ -54,11 +55,18 @@ BLINK_DIM = 9
 # are kept small: FD compares distributions, so if they dominated, sampling random training
 # frames would score as well as a model that has learned every rule. Measured on 20 test pairs
 # (FD-EXP of the rules' conditional mean vs random frames): offset 0.05 / drift 0.3 / blink 1.2
-# gave 0.270 vs 0.275 (a tie); these values give 0.044 vs 0.072.
+# gave 0.270 vs 0.275 (a tie); these values give 0.044 vs 0.072. On the test split of
+# `--pairs 200 --seed 0` (40 clip-sides): 0.054 vs 0.079, and 0.054 vs 0.059 without its one
+# silent speaker (random frames make that face talk), so random frames stay a strong FD baseline.
 EXP_OFFSET_STD = 0.02
 DRIFT_SCALE = 0.1
 BLINK_AMPLITUDE = 0.6
 NOISE_STD = 0.01
+MIC_NOISE_STD = 1e-3  # the audio tracks' microphone noise floor
+# Frame RMS below which a frame is silence whatever the clip's level (5x the noise floor). Without
+# it a speaker who never speaks has their noise floor scaled up to "speech" (clip-relative
+# thresholds), so their mouth flapped with noise and their noise counted as speaking frames.
+SILENCE_RMS = 5 * MIC_NOISE_STD
 JAW_RX = 3        # npz pose column of jaw rotation x (= 56-layout index 50)
 HEAD_PITCH = 0    # npz pose column of head pitch (= 56-layout index 53)
 
@@ -260,7 +268,7 @@ def make_conversation(rng: np.random.Generator, personas: Sequence[Persona], voi
         phrases.append(Phrase(ph.speaker, ph.start, end, ph.text, ph.backchannel))
     out = []
     for tr in tracks:
-        tr += rng.normal(0.0, 1e-3, n)  # microphone noise floor
+        tr += rng.normal(0.0, MIC_NOISE_STD, n)
         out.append(np.clip(tr, -1.0, 1.0).astype(np.float32))
     phrases.sort(key=lambda ph: (ph.start, ph.speaker))
     return out, phrases, n
@@ -293,7 +301,8 @@ def make_motion(own_audio: np.ndarray, num_frames: int, persona: Persona, self_s
     """The rule-based [T, 56] motion of one speaker (see the module docstring)."""
     t = num_frames
     time = np.arange(t) / FPS
-    env = normalised_envelope(own_audio, t)
+    # the mouth moves only while this speaker speaks (their noise floor is not speech)
+    env = normalised_envelope(own_audio, t) * np.asarray(self_speaking, np.float64)[:t]
     exp = np.tile(np.asarray(persona.exp_offset, np.float64), (t, 1))
     pose = np.zeros((t, 6))
     # speaking: jaw + mouth follow own envelope
@@ -502,11 +511,15 @@ def synthesize_dataset(root: Path | str, pairs: int, seed: int = 0,
 # --------------------------------------------------------------------------------------------
 # the measurable rule: jaw vs own speech energy
 
-def speaking_mask(audio: np.ndarray, num_frames: int, rel_threshold: float = 0.1) -> np.ndarray:
-    """Frames where the speaker's own smoothed energy exceeds ``rel_threshold`` x its 95th pct."""
+def speaking_mask(audio: np.ndarray, num_frames: int, rel_threshold: float = 0.1,
+                  min_rms: float = SILENCE_RMS) -> np.ndarray:
+    """Frames where the speaker's own smoothed energy exceeds ``rel_threshold`` x its 95th pct.
+
+    and ``min_rms``: a track that is silence throughout has no speaking frames.
+    """
     env = speech_energy_per_frame(audio, num_frames, smooth_frames=1.0)
     ref = np.percentile(env, 95)
-    return env > rel_threshold * ref
+    return env > max(rel_threshold * ref, min_rms)
 
 
 def jaw_energy_correlation(jaw_open: np.ndarray, self_audio: np.ndarray,
