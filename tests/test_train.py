@@ -103,6 +103,8 @@ def test_train_config_yaml_and_validation(tmp_path):
         TrainConfig(model="huge")
     with pytest.raises(ValueError, match="TrainConfig.window"):
         TrainConfig(window=0)
+    with pytest.raises(ValueError, match=r"TrainConfig.ema_decay: expected in \[0, 1\)"):
+        TrainConfig(ema_decay=1.0)
     with pytest.raises(ValueError, match="d_model|unknown field"):
         TrainConfig(model_overrides={"d_modle": 3})
 
@@ -150,6 +152,35 @@ def test_resume_continues_the_same_curve(full_run, data_root, tmp_path):
         assert split[step]["loss"] == full[step]["loss"], step
     full_val = [r for r in read_log(out_full / "log.csv") if r["kind"] == "val"][-1]
     assert resumed.last_val == pytest.approx(full_val["loss"], rel=1e-6)
+
+
+def test_ema_averages_the_weights_without_changing_the_optimisation(full_run, data_root,
+                                                                   tmp_path):
+    """ema_decay > 0: the optimizer takes the same steps as without it; checkpoints hold the
+    average (what gets deployed) with the optimizer's own weights beside it, and a resumed
+    EMA run ends exactly where the uninterrupted one does."""
+    from dualtalk_core.checkpoint import read_payload
+
+    out_full, _ = full_run
+    ema = dict(TINY, ema_decay=0.9)
+    whole = train(TrainConfig(**ema, max_steps=8), data_root, tmp_path / "whole")
+    plain = {r["step"]: r["loss"] for r in read_log(out_full / "log.csv")
+             if r["kind"] == "train_step"}
+    averaged = {r["step"]: r["loss"] for r in read_log(tmp_path / "whole" / "log.csv")
+                if r["kind"] == "train_step"}
+    assert [averaged[s] for s in range(1, 9)] == [plain[s] for s in range(1, 9)]
+    payload = read_payload(tmp_path / "whole" / "last.pt")
+    avg, raw = payload["state_dict"], payload["extra"]["training"]["raw_state_dict"]
+    assert avg.keys() == raw.keys()
+    assert max((avg[k] - raw[k]).abs().max().item() for k in avg) > 1e-4
+
+    train(TrainConfig(**ema, max_steps=3), data_root, tmp_path / "split")
+    resumed = train(TrainConfig(**ema, max_steps=8), data_root, tmp_path / "split",
+                    resume=tmp_path / "split" / "last.pt")
+    assert resumed.last_val == pytest.approx(whole.last_val, rel=1e-6)
+    again = read_payload(tmp_path / "split" / "last.pt")["state_dict"]
+    for k in avg:
+        torch.testing.assert_close(again[k], avg[k], rtol=1e-6, atol=1e-7)
 
 
 def test_resume_needs_training_state(data_root, tmp_path, full_run):
