@@ -38,6 +38,7 @@ from scipy.signal import lfilter
 
 from . import layout
 from .data import pearson, speech_energy_per_frame
+from .vad import VadConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,11 @@ DRIFT_SCALE = 0.1
 BLINK_AMPLITUDE = 0.6
 NOISE_STD = 0.01
 MIC_NOISE_STD = 1e-3  # the audio tracks' microphone noise floor
-# Frame RMS below which a frame is silence whatever the clip's level (5x the noise floor). Without
-# it a speaker who never speaks has their noise floor scaled up to "speech" (clip-relative
-# thresholds), so their mouth flapped with noise and their noise counted as speaking frames.
-SILENCE_RMS = 5 * MIC_NOISE_STD
+# Frame RMS below which a frame is silence whatever the clip's level: the live VAD's switch-off
+# level (VadConfig.off_db, -50 dBFS = 0.0032, 3x this noise floor), so scoring on recorded data and
+# the running graph agree on what silence is. Without a floor, a speaker who never speaks has
+# their noise scaled up to "speech" by the clip-relative threshold.
+SILENCE_RMS = 10.0 ** (VadConfig().off_db / 20.0)
 JAW_RX = 3        # npz pose column of jaw rotation x (= 56-layout index 50)
 HEAD_PITCH = 0    # npz pose column of head pitch (= 56-layout index 53)
 
