@@ -288,8 +288,9 @@ def scale_metrics(mean: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str
 def speaking_frames(self_audio: np.ndarray, num_frames: int) -> np.ndarray:
     """Bool [T]: frames where the agent's own audio is loud.
 
-    The synthetic data's rule (:func:`dualtalk_core.synth.speaking_mask`) so that scoring and
-    data generation agree on what "speaking" means.
+    :func:`dualtalk_core.synth.speaking_mask`: loud relative to the clip (the synthetic data's
+    rule) and above the live VAD's silence level, so scoring, data and the running graph agree
+    on what "speaking" means.
     """
     from dualtalk_core.synth import speaking_mask
 

@@ -515,10 +515,9 @@ def synthesize_dataset(root: Path | str, pairs: int, seed: int = 0,
 
 def speaking_mask(audio: np.ndarray, num_frames: int, rel_threshold: float = 0.1,
                   min_rms: float = SILENCE_RMS) -> np.ndarray:
-    """Frames where the speaker's own smoothed energy exceeds ``rel_threshold`` x its 95th pct.
-
-    and ``min_rms``: a track that is silence throughout has no speaking frames.
-    """
+    """Frames where the speaker's own smoothed energy exceeds both ``rel_threshold`` x its 95th
+    percentile and ``min_rms`` (the VAD's silence level), so a track that is silence throughout
+    has no speaking frames."""
     env = speech_energy_per_frame(audio, num_frames, smooth_frames=1.0)
     ref = np.percentile(env, 95)
     return env > max(rel_threshold * ref, min_rms)
