@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from dualtalk_core.config import get_preset
-from dualtalk_core.inference import predict_clip
+from dualtalk_core.model.config import get_preset
+from dualtalk_core.model.inference import predict_clip
 from dualtalk_core.layout import SAMPLE_RATE, num_frames_for_samples
-from dualtalk_core.model import DualTalk
+from dualtalk_core.model.dualtalk import DualTalk
 
 
 def bench_preset(name: str, seconds: float, device: str, repeats: int) -> dict:

@@ -28,9 +28,9 @@ CLIP = ROOT.parent / "shared" / "dualtalk-sample" / "xkHwlcDSOjc_sub_video_109_0
 def make_checkpoint(preset: str, directory: Path) -> Path:
     import torch
 
-    from dualtalk_core.checkpoint import save_checkpoint
-    from dualtalk_core.config import get_preset
-    from dualtalk_core.model import DualTalk
+    from dualtalk_core.model.checkpoint import save_checkpoint
+    from dualtalk_core.model.config import get_preset
+    from dualtalk_core.model.dualtalk import DualTalk
 
     torch.manual_seed(0)
     return save_checkpoint(directory / f"{preset}.pt", DualTalk(get_preset(preset)).eval(),

@@ -50,7 +50,7 @@ def load_clip(seconds: float, sample_dir: Path, data_root: str | None = None
     n = int(round(seconds * SAMPLE_RATE))
     npz = sample_dir / f"{SAMPLE_CLIP}_speaker1.npz"
     if data_root:
-        from dualtalk_core.data import load_split
+        from dualtalk_core.data.dataset import load_split
 
         sides, _ = load_split(data_root, "test", max_clips=1)
         side = sides[0]
@@ -58,7 +58,7 @@ def load_clip(seconds: float, sample_dir: Path, data_root: str | None = None
         n = min(n, partner.shape[0])
         desc = f"{side.name} from {data_root}/test ({n / SAMPLE_RATE:.1f} s)"
     elif npz.exists():
-        from dualtalk_core.audio_io import load_wav
+        from dualtalk_core.media.audio_io import load_wav
 
         partner = load_wav(sample_dir / f"{SAMPLE_CLIP}_speaker1.wav")
         agent = load_wav(sample_dir / f"{SAMPLE_CLIP}_speaker2.wav")
@@ -85,12 +85,12 @@ def build_model(preset: str, checkpoint: str | None, seed: int = 0):
     import torch
 
     if checkpoint:
-        from dualtalk_core.checkpoint import load_checkpoint
+        from dualtalk_core.model.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(checkpoint, map_location="cpu")
         return model.eval()
-    from dualtalk_core.config import get_preset
-    from dualtalk_core.model import DualTalk
+    from dualtalk_core.model.config import get_preset
+    from dualtalk_core.model.dualtalk import DualTalk
 
     torch.manual_seed(seed)
     return DualTalk(get_preset(preset)).eval()
@@ -99,7 +99,7 @@ def build_model(preset: str, checkpoint: str | None, seed: int = 0):
 def stream(model, cfg, partner, agent, motion, device="cpu", chunk=320, agent_ahead_s=0.3):
     """Feed like a live system; returns (weights [T,56], engine.stats, engine.counters)."""
     from dualtalk_core.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
-    from dualtalk_core.streaming import StreamingEngine
+    from dualtalk_core.streaming.engine import StreamingEngine
 
     engine = StreamingEngine(model, cfg, device=device)
     ahead = int(agent_ahead_s * SAMPLE_RATE)
@@ -147,7 +147,7 @@ def worker_stream(args) -> dict:
     """One preset: warm up, then a full streaming run; per-hop timings, RTF, peak RSS."""
     import torch
 
-    from dualtalk_core.streaming import default_streaming_config
+    from dualtalk_core.streaming.engine import default_streaming_config
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def worker_speedup(args) -> dict:
     """One (preset, variant): steady-state hop = forward on a (W+L) window of the clip."""
     import torch
 
-    from dualtalk_core.streaming import default_streaming_config
+    from dualtalk_core.streaming.engine import default_streaming_config
 
     torch.set_num_threads(1 if args.variant == "fp32-1thread" else args.threads)
     base = build_model(args.preset, args.checkpoint)
@@ -293,7 +293,7 @@ def section_stream(args, presets: list[str]) -> list[str]:
 def section_diff(args, checkpoint: str | None = None, data_root: str | None = None) -> list[str]:
     import torch
 
-    from dualtalk_core.streaming import StreamingConfig
+    from dualtalk_core.streaming.engine import StreamingConfig
 
     torch.set_num_threads(args.threads)
     preset = args.diff_preset

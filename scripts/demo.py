@@ -163,7 +163,7 @@ def main() -> int:
     run(dualtalk, "render", out / "agent_motion.npy", *common, "--start", min(seconds / 2, 6.0),
         "-o", previews[2], quiet=True)
 
-    from dualtalk_core.checkpoint import read_payload
+    from dualtalk_core.model.checkpoint import read_payload
     label = read_payload(checkpoint)["extra"].get("label", "")
     text = summary_text(out, report, facts, checkpoint, label, seconds,
                         time.monotonic() - t_start, previews)

@@ -60,9 +60,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """
     import torch
 
-    from dualtalk_core.checkpoint import save_checkpoint
-    from dualtalk_core.config import get_preset
-    from dualtalk_core.model import DualTalk
+    from dualtalk_core.model.checkpoint import save_checkpoint
+    from dualtalk_core.model.config import get_preset
+    from dualtalk_core.model.dualtalk import DualTalk
 
     with torch.random.fork_rng():
         torch.manual_seed(0)

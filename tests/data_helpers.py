@@ -12,7 +12,7 @@ import numpy as np
 def make_synth(root: Path, pairs: int = 5, seed: int = 0, splits: str = "train=0.8,test=0.2",
                max_seconds: float = 8.0, max_rounds: int = 2, voice: str = "procedural"):
     """A small procedural-voice data set (fast, byte-deterministic)."""
-    from dualtalk_core.synth import synthesize_dataset
+    from dualtalk_core.data.synth import synthesize_dataset
 
     return synthesize_dataset(root, pairs, seed, splits=splits, min_rounds=1,
                               max_rounds=max_rounds, voice=voice, min_seconds=6.0,

@@ -21,7 +21,7 @@ SYNTH_SPLITS = "train=0.6,test=0.4"   # 6 train pairs, 4 test pairs (8 test clip
 def synth_root(tmp_path_factory) -> Path:
     """Root of a tiny synthetic DualTalk set (train/test), built once per session."""
     if "root" not in _CACHE:
-        from dualtalk_core.synth import synthesize_dataset
+        from dualtalk_core.data.synth import synthesize_dataset
 
         root = tmp_path_factory.mktemp("metrics_synth")
         synthesize_dataset(root, pairs=SYNTH_PAIRS, seed=7, splits=SYNTH_SPLITS,

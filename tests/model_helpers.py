@@ -1,7 +1,7 @@
 """Test helpers for the model area: a released-layout state dict generator and an independent
 reference forward pass written from the spec (``shared/spec/released-dualtalk-model.md``).
 
-Both are deliberately written WITHOUT importing ``dualtalk_core.model``: the generator lists the
+Both are deliberately written WITHOUT importing ``dualtalk_core.model.dualtalk``: the generator lists the
 released keys from the spec, and the reference forward uses plain tensor ops (plus the Hugging
 Face wav2vec2 submodules), so a port that drifts from the released semantics fails the tests.
 """

@@ -31,8 +31,8 @@ def tiny_model(seed: int = 0):
     """The real DualTalk network, ``tiny`` preset, random weights (seeded), eval mode."""
     import torch
 
-    from dualtalk_core.config import get_preset
-    from dualtalk_core.model import DualTalk
+    from dualtalk_core.model.config import get_preset
+    from dualtalk_core.model.dualtalk import DualTalk
 
     torch.manual_seed(seed)
     return DualTalk(get_preset("tiny")).eval()

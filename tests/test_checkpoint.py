@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dualtalk_core.checkpoint import (FORMAT, CheckpointError, load_checkpoint, read_payload,
+from dualtalk_core.model.checkpoint import (FORMAT, CheckpointError, load_checkpoint, read_payload,
                                       save_checkpoint)
-from dualtalk_core.config import get_preset
+from dualtalk_core.model.config import get_preset
 from dualtalk_core.layout import DIM, FLAME56_NAMES
-from dualtalk_core.model import DualTalk
+from dualtalk_core.model.dualtalk import DualTalk
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from dualtalk_core.checkpoint import CheckpointError, load_checkpoint
+from dualtalk_core.model.checkpoint import CheckpointError, load_checkpoint
 from dualtalk_core.cli import main as dualtalk
-from dualtalk_core.convert import convert_state_dict, infer_config, normalize_keys
-from dualtalk_core.inference import predict_clip
+from dualtalk_core.model.convert import convert_state_dict, infer_config, normalize_keys
+from dualtalk_core.model.inference import predict_clip
 from model_helpers import (SMALL_W2V_CUSTOM, SMALL_W2V_RELEASED_LIKE, reference_forward,
                            released_state_dict)
 
@@ -124,7 +124,7 @@ def test_bad_state_dicts_fail_clearly(released_old, tmp_path, capsys):
     assert "junk.pth" in capsys.readouterr().err
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="joint_encoder"):
-        from dualtalk_core.convert import load_released_state_dict
+        from dualtalk_core.model.convert import load_released_state_dict
         load_released_state_dict(tmp_path / "other.pth")
 
 
@@ -133,8 +133,8 @@ def test_paper_sized_keys_infer_the_paper_config():
     the paper preset, wav2vec2-large-lv60 included, without --wav2vec2-config."""
     from transformers import Wav2Vec2Config
 
-    from dualtalk_core.config import get_preset
-    from dualtalk_core.model import DualTalk
+    from dualtalk_core.model.config import get_preset
+    from dualtalk_core.model.dualtalk import DualTalk
 
     paper = get_preset("paper")
     with torch.device("meta"):

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from dualtalk_core import layout
-from dualtalk_core.data import (
+from dualtalk_core.data.dataset import (
     BAD_MOTION, LENGTH_MISMATCH, MISSING_FIELD, MISSING_PARTNER, MISSING_PARTNER_MOTION,
     MISSING_TARGET, NON_FINITE, NOT_MONO, UNREADABLE_WAV, WRONG_SAMPLE_RATE, ClipSide,
     WindowDataset, load_split, speech_energy_per_frame, split_by_clip,

@@ -32,7 +32,7 @@ def demo_run(repo_root, tmp_path_factory):
 
 
 def test_bundled_demo_model_is_small_and_labelled():
-    from dualtalk_core.checkpoint import load_checkpoint
+    from dualtalk_core.model.checkpoint import load_checkpoint
 
     assert DEMO_MODEL.stat().st_size < 8e6, "the demo model must stay a few MB"
     model, payload = load_checkpoint(DEMO_MODEL)
@@ -41,7 +41,7 @@ def test_bundled_demo_model_is_small_and_labelled():
     assert payload["extra"]["storage_dtype"] == "float16"
     assert all(p.dtype == torch.float32 for p in model.parameters())  # runs in float32
     # it is what `make demo-model` makes: the cpu preset with config/train_cpu.yaml's overrides
-    from dualtalk_core.train import TrainConfig
+    from dualtalk_core.training.loop import TrainConfig
 
     recipe = TrainConfig.from_yaml(DEMO_MODEL.parents[1] / "config" / "train_cpu.yaml")
     assert model.config == recipe.model_config()

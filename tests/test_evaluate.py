@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from dualtalk_core import metrics as M
-from dualtalk_core.data import load_split
-from dualtalk_core.evaluate import combine_results, evaluate_predictions, load_pred_dir, \
+from dualtalk_core.evaluation import metrics as M
+from dualtalk_core.data.dataset import load_split
+from dualtalk_core.evaluation.evaluate import combine_results, evaluate_predictions, load_pred_dir, \
     targets_of
 from dualtalk_core.layout import DIM
 from metrics_helpers import run_command, synth_root  # noqa: F401  (fixture)

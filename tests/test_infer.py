@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dualtalk_core.audio_io import load_wav, normalize_waveform
-from dualtalk_core.checkpoint import load_checkpoint
+from dualtalk_core.media.audio_io import load_wav, normalize_waveform
+from dualtalk_core.model.checkpoint import load_checkpoint
 from dualtalk_core.cli import main as dualtalk
-from dualtalk_core.inference import fit_motion, load_partner_motion, predict_clip
+from dualtalk_core.model.inference import fit_motion, load_partner_motion, predict_clip
 
 CLIP = "xkHwlcDSOjc_sub_video_109_000"
 
@@ -55,13 +55,13 @@ def test_length_handling_is_logged(tiny_model, caplog):
     self_audio = rng.standard_normal(16000).astype(np.float32) * 0.1      # T = 25
     partner_audio = rng.standard_normal(15000).astype(np.float32) * 0.1
     motion = rng.standard_normal((20, 56)).astype(np.float32)
-    with caplog.at_level(logging.INFO, logger="dualtalk_core.inference"):
+    with caplog.at_level(logging.INFO, logger="dualtalk_core.model.inference"):
         pred = predict_clip(tiny_model, self_audio, partner_audio, motion)
     assert pred.shape == (25, 56) and pred.dtype == np.float32
     assert "partner audio: 15000 samples, zero-padded to 16000" in caplog.text
     assert "partner motion: 20 frames, padded (last frame repeated) to 25" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="dualtalk_core.inference"):
+    with caplog.at_level(logging.INFO, logger="dualtalk_core.model.inference"):
         pred = predict_clip(tiny_model, self_audio, partner_audio,
                             rng.standard_normal((30, 56)), length_from="motion")
     assert pred.shape == (30, 56)

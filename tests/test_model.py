@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dualtalk_core.config import get_preset
+from dualtalk_core.model.config import get_preset
 from dualtalk_core.layout import DIM, num_frames_for_samples
-from dualtalk_core.model import (DualTalk, LogMelEncoder, alignment_mask, biased_mask,
+from dualtalk_core.model.dualtalk import (DualTalk, LogMelEncoder, alignment_mask, biased_mask,
                                  dct_matrix, mel_filterbank, normalize_waveform)
 from model_helpers import SMALL_W2V_CUSTOM, released_state_dict
 

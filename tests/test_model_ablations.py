@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dualtalk_core.config import get_preset
+from dualtalk_core.model.config import get_preset
 from dualtalk_core.layout import DIM
-from dualtalk_core.model import DualTalk
+from dualtalk_core.model.dualtalk import DualTalk
 
 N, T = 16000, 25
 

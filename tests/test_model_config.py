@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dualtalk_core.config import PRESETS, DualTalkConfig, get_preset
+from dualtalk_core.model.config import PRESETS, DualTalkConfig, get_preset
 
 
 def test_defaults_are_the_released_model():
@@ -69,7 +69,7 @@ def test_partner_motion_scale_multiplies_the_partner_motion_only():
     """scale s on motion m == scale 1 on motion s*m, with the same weights (no new tensors)."""
     import torch
 
-    from dualtalk_core.model import DualTalk
+    from dualtalk_core.model.dualtalk import DualTalk
 
     torch.manual_seed(0)
     base = get_preset("tiny").replace(use_temporal_enhancer=False)
@@ -90,7 +90,7 @@ def test_partner_motion_scale_multiplies_the_partner_motion_only():
 def test_enhancer_residual_adds_the_partner_speech_to_the_attention_output(residual):
     import torch
 
-    from dualtalk_core.model import CrossModalTemporalEnhancer
+    from dualtalk_core.model.dualtalk import CrossModalTemporalEnhancer
 
     torch.manual_seed(0)
     enhancer = CrossModalTemporalEnhancer(get_preset("tiny").replace(enhancer_residual=residual))

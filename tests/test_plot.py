@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dualtalk_core.layout import DIM, JAW, SAMPLES_PER_FRAME
-from dualtalk_core.plot import close_gaps, plot_motion, turns_from_audio, turns_from_jaw
+from dualtalk_core.media.plot import close_gaps, plot_motion, turns_from_audio, turns_from_jaw
 from metrics_helpers import run_command, synth_root  # noqa: F401  (fixture)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

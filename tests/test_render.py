@@ -10,9 +10,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from dualtalk_core import render, synth
+from dualtalk_core.media import render
+from dualtalk_core.data import synth
 from dualtalk_core.cli import main as dualtalk
-from dualtalk_core.data import pearson
+from dualtalk_core.data.dataset import pearson
 from dualtalk_core.layout import DIM, EXP, JAW, POSE, SAMPLE_RATE, SAMPLES_PER_FRAME, \
     npz_fields_from_flame56
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dualtalk_core.layout import DIM, FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
-from dualtalk_core.streaming import (
+from dualtalk_core.streaming.engine import (
     COUNTER_NAMES, OutputFrame, StreamingConfig, StreamingEngine, default_streaming_config)
 from streaming_helpers import feed, make_signals, single_thread, tiny_model, weights
 

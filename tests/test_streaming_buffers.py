@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from dualtalk_core.layout import DIM
-from dualtalk_core.stream_buffers import AudioTimeline, BlockStats, MotionTrack
+from dualtalk_core.streaming.buffers import AudioTimeline, BlockStats, MotionTrack
 
 
 def test_timeline_reads_zeros_where_nothing_was_written():

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from dualtalk_core import layout
-from dualtalk_core.data import load_split, pearson, speech_energy_per_frame
-from dualtalk_core.synth import (
+from dualtalk_core.data.dataset import load_split, pearson, speech_energy_per_frame
+from dualtalk_core.data.synth import (
     MIC_NOISE_STD, MOUTH_DIMS, SMILE_DIMS, Persona, jaw_energy_correlation, make_motion,
     parse_splits, speaking_mask, split_counts, synthesize_dataset,
 )

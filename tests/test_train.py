@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dualtalk_core import layout
-from dualtalk_core.losses import LossWeights, dualtalk_loss
-from dualtalk_core.train import TrainConfig, read_log, train
+from dualtalk_core.training.losses import LossWeights, dualtalk_loss
+from dualtalk_core.training.loop import TrainConfig, read_log, train
 
 from data_helpers import make_synth
 
@@ -119,7 +119,7 @@ def test_repo_train_configs_are_valid(repo_root):
 
 # ------------------------------------------------------------------------------ training
 def test_short_run_lowers_validation_loss_and_writes_checkpoints(full_run):
-    from dualtalk_core.checkpoint import load_checkpoint
+    from dualtalk_core.model.checkpoint import load_checkpoint
 
     out, result = full_run
     assert result.steps == 14 and result.stopped_by == "max_steps"
@@ -159,7 +159,7 @@ def test_ema_averages_the_weights_without_changing_the_optimisation(full_run, da
     """ema_decay > 0: the optimizer takes the same steps as without it; checkpoints hold the
     average (what gets deployed) with the optimizer's own weights beside it, and a resumed
     EMA run ends exactly where the uninterrupted one does."""
-    from dualtalk_core.checkpoint import read_payload
+    from dualtalk_core.model.checkpoint import read_payload
 
     out_full, _ = full_run
     ema = dict(TINY, ema_decay=0.9)
@@ -184,9 +184,9 @@ def test_ema_averages_the_weights_without_changing_the_optimisation(full_run, da
 
 
 def test_resume_needs_training_state(data_root, tmp_path, full_run):
-    from dualtalk_core.checkpoint import save_checkpoint
-    from dualtalk_core.config import get_preset
-    from dualtalk_core.model import DualTalk
+    from dualtalk_core.model.checkpoint import save_checkpoint
+    from dualtalk_core.model.config import get_preset
+    from dualtalk_core.model.dualtalk import DualTalk
 
     bare = save_checkpoint(tmp_path / "bare.pt", DualTalk(get_preset("tiny")))
     with pytest.raises(ValueError, match="no training state"):
@@ -207,7 +207,7 @@ def test_torchrun_two_processes_gloo(data_root, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("trained 4 steps") == 1      # rank 0 reports, rank 1 stays quiet
-    from dualtalk_core.checkpoint import read_payload
+    from dualtalk_core.model.checkpoint import read_payload
 
     payload = read_payload(tmp_path / "ddp" / "last.pt")
     training = payload["extra"]["training"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dualtalk_core.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
-from dualtalk_core.streaming import StreamingConfig, StreamingEngine
+from dualtalk_core.streaming.engine import StreamingConfig, StreamingEngine
 from dualtalk_core.vad import SILENCE_DB, EnergyVad, VadConfig, frame_levels_db
 from streaming_helpers import espeak_speech, feed, single_thread, tiny_model
 

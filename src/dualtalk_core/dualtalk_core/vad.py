@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .config_io import YamlConfigMixin
-from .layout import FRAME_RATE, SAMPLES_PER_FRAME
+from dualtalk_core.config_io import YamlConfigMixin
+from dualtalk_core.layout import FRAME_RATE, SAMPLES_PER_FRAME
 
 SILENCE_DB = -100.0
 """Level reported for digital silence (log of zero is clamped here)."""

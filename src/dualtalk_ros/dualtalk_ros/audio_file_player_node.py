@@ -48,7 +48,7 @@ PARAMS = (
 
 def read_wav(path: str, sample_rate: int) -> np.ndarray:
     """A wav as float32 mono at ``sample_rate`` (dualtalk_core's reader; soxr resampling)."""
-    from dualtalk_core.audio_io import load_wav
+    from dualtalk_core.media.audio_io import load_wav
 
     return load_wav(path, target_sr=sample_rate)
 

@@ -107,7 +107,7 @@ PLAUSIBLE_E2E_NS = 60 * NS
 
 def load_model(path: str):
     """Checkpoint -> (model, payload); any failure is a :class:`StartupError` naming the file."""
-    from dualtalk_core.checkpoint import load_checkpoint
+    from dualtalk_core.model.checkpoint import load_checkpoint
 
     if not path:
         raise StartupError("dualtalk_node: parameter 'checkpoint' is empty; give a DualTalk "
@@ -124,7 +124,7 @@ def load_model(path: str):
 
 def streaming_config(p: dict, payload: dict):
     """StreamingConfig from the preset defaults, the optional file and the W/L/H parameters."""
-    from dualtalk_core.streaming import StreamingConfig, default_streaming_config
+    from dualtalk_core.streaming.engine import StreamingConfig, default_streaming_config
 
     preset = p["streaming_preset"]
     if preset == "auto":
@@ -146,7 +146,7 @@ class DualTalkNode(Node):
 
     def __init__(self, *, context=None, parameter_overrides=None, name: str = "dualtalk_node") -> None:
         super().__init__(name, context=context, parameter_overrides=parameter_overrides)
-        from dualtalk_core.streaming import StreamingEngine
+        from dualtalk_core.streaming.engine import StreamingEngine
 
         p = self.params = declare_params(self, PARAMS)
         import torch

@@ -5,7 +5,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import convert_official
+    from dualtalk_core.model.convert import convert_official
 
     out = convert_official(args.state_dict, args.output, wav2vec2_config=args.wav2vec2_config)
     print(f"wrote {out}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .. import layout
+from dualtalk_core import layout
 
 
 def register(subparsers) -> None:
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..data import SPLITS, load_split
+    from dualtalk_core.data.dataset import SPLITS, load_split
 
     root = Path(args.root)
     if not root.is_dir():
@@ -58,7 +58,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from ..synth import synthesize_dataset
+    from dualtalk_core.data.synth import synthesize_dataset
 
     start = time.perf_counter()
     summary = synthesize_dataset(args.out, args.pairs, args.seed, splits=args.splits,

@@ -54,8 +54,8 @@ def register(subparsers) -> None:
 
 
 def _predict_with_checkpoint(args, sides) -> tuple[str, dict[str, np.ndarray]]:
-    from dualtalk_core.checkpoint import load_checkpoint
-    from dualtalk_core.inference import predict_clip
+    from dualtalk_core.model.checkpoint import load_checkpoint
+    from dualtalk_core.model.inference import predict_clip
 
     model, _payload = load_checkpoint(args.checkpoint, map_location=args.device)
     model.eval()
@@ -76,9 +76,9 @@ def _predict_with_checkpoint(args, sides) -> tuple[str, dict[str, np.ndarray]]:
 
 
 def _baseline_results(args, keys, sides, gts, partners, audio):
-    from dualtalk_core import baselines as B
-    from dualtalk_core.data import load_split
-    from dualtalk_core.evaluate import evaluate_predictions
+    from dualtalk_core.evaluation import baselines as B
+    from dualtalk_core.data.dataset import load_split
+    from dualtalk_core.evaluation.evaluate import evaluate_predictions
 
     need_train = [k for k in keys if k not in TRAIN_FREE_BASELINES]
     bank = None
@@ -111,9 +111,9 @@ def _baseline_results(args, keys, sides, gts, partners, audio):
 
 
 def run(args) -> int:
-    from dualtalk_core.baselines import parse_baselines
-    from dualtalk_core.data import load_split
-    from dualtalk_core.evaluate import combine_results, evaluate_predictions, targets_of, \
+    from dualtalk_core.evaluation.baselines import parse_baselines
+    from dualtalk_core.data.dataset import load_split
+    from dualtalk_core.evaluation.evaluate import combine_results, evaluate_predictions, targets_of, \
         load_pred_dir
 
     keys = parse_baselines(args.baselines)

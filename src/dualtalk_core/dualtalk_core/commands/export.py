@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import export_checkpoint, load_checkpoint
+    from dualtalk_core.model.checkpoint import export_checkpoint, load_checkpoint
 
     info = None
     if args.info:

@@ -13,9 +13,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..audio_io import load_wav
-    from ..checkpoint import load_checkpoint
-    from ..inference import load_partner_motion, predict_clip
+    from dualtalk_core.media.audio_io import load_wav
+    from dualtalk_core.model.checkpoint import load_checkpoint
+    from dualtalk_core.model.inference import load_partner_motion, predict_clip
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device is available")

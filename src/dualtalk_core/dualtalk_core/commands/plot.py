@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dualtalk_core.motion_io import load_motion  # [T, 56] from .npz/.npy (also used by tests)
+from dualtalk_core.data.motion_io import load_motion  # [T, 56] from .npz/.npy (also used by tests)
 
 log = logging.getLogger("dualtalk.plot")
 
@@ -39,9 +39,9 @@ def load_audio(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
     try:
-        from dualtalk_core.audio_io import load_wav
+        from dualtalk_core.media.audio_io import load_wav
     except ImportError:
-        from dualtalk_core.data import read_wav
+        from dualtalk_core.data.dataset import read_wav
 
         audio, problem = read_wav(path)
         if problem is not None:
@@ -53,7 +53,7 @@ def load_audio(path: Path) -> np.ndarray:
 def _default_title(args, pred, gt, partner) -> str:
     title = args.pred.name
     if gt is not None and partner is not None:
-        from dualtalk_core.metrics import clip_metrics, scale_metrics
+        from dualtalk_core.evaluation.metrics import clip_metrics, scale_metrics
 
         try:
             m = clip_metrics(pred, gt, partner)
@@ -68,7 +68,7 @@ def _default_title(args, pred, gt, partner) -> str:
 
 
 def run(args) -> int:
-    from dualtalk_core.plot import plot_motion
+    from dualtalk_core.media.plot import plot_motion
 
     pred = load_motion(args.pred)
     gt = load_motion(args.gt) if args.gt else None

@@ -12,8 +12,8 @@ def preset_table(names: list[str] | None = None) -> str:
     """Markdown table: preset, front end, d_model, total and trainable parameters."""
     import torch
 
-    from ..config import PRESETS, get_preset
-    from ..model import DualTalk
+    from dualtalk_core.model.config import PRESETS, get_preset
+    from dualtalk_core.model.dualtalk import DualTalk
 
     rows = ["| preset | audio front end | d_model | parameters | trainable |",
             "|---|---|---:|---:|---:|"]
@@ -32,7 +32,7 @@ def preset_table(names: list[str] | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import get_preset
+    from dualtalk_core.model.config import get_preset
 
     if args.yaml:
         print(get_preset(args.yaml).to_yaml(), end="")

@@ -1,6 +1,6 @@
 """``dualtalk render``: the partner's and the agent's faces side by side, drawn from coefficients.
 
-A stylised 2D face (jaw, head pose, a few expression dims; see :mod:`dualtalk_core.render`)
+A stylised 2D face (jaw, head pose, a few expression dims; see :mod:`dualtalk_core.media.render`)
 for judging timing by eye and ear. The output type follows the file name: ``.mp4`` (H.264,
 with the audio muxed in; needs ffmpeg, which the ``imageio-ffmpeg`` dependency ships),
 ``.gif`` (silent, loops) or ``.png`` (one still: the agent's widest mouth in the window).
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dualtalk_core.layout import FRAME_RATE, SAMPLES_PER_FRAME
-from dualtalk_core.motion_io import load_motion  # [T, 56] from .npz/.npy
+from dualtalk_core.data.motion_io import load_motion  # [T, 56] from .npz/.npy
 
 log = logging.getLogger("dualtalk.render")
 
@@ -67,7 +67,7 @@ def _audio(path: Path | None, num_frames: int) -> np.ndarray | None:
     """Load a wav (16 kHz mono); warn when its length is far from the motion's."""
     if path is None:
         return None
-    from dualtalk_core.audio_io import load_wav
+    from dualtalk_core.media.audio_io import load_wav
 
     audio = load_wav(path)
     seconds, motion_s = len(audio) / (SAMPLES_PER_FRAME * FRAME_RATE), num_frames / FRAME_RATE
@@ -78,7 +78,7 @@ def _audio(path: Path | None, num_frames: int) -> np.ndarray | None:
 
 
 def run(args) -> int:
-    from dualtalk_core import render
+    from dualtalk_core.media import render
 
     kind = render.output_kind(args.output)   # bad extension: fail before loading anything
     if not 0 < args.fps <= FRAME_RATE:

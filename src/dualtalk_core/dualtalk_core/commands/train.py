@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..train import TrainConfig, train
+    from dualtalk_core.training.loop import TrainConfig, train
 
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     changes = {"max_steps": args.max_steps, "max_minutes": args.max_minutes,

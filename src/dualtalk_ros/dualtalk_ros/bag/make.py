@@ -23,7 +23,7 @@ import soundfile as sf
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from dualtalk_core import layout
-from dualtalk_core.data import SIDE_NAME_RE, SPLITS
+from dualtalk_core.data.dataset import SIDE_NAME_RE, SPLITS
 
 from . import typestore as ts
 
@@ -164,11 +164,11 @@ def find_clip_sources(root: str | Path, clips: list[str] | None = None,
 
 
 def load_audio(path: Path) -> np.ndarray:
-    """A 16 kHz mono float32 waveform (``dualtalk_core.audio_io.load_wav`` when present)."""
+    """A 16 kHz mono float32 waveform (``dualtalk_core.media.audio_io.load_wav`` when present)."""
     if not path.exists():
         raise FileNotFoundError(f"audio file {path} does not exist")
     try:
-        from dualtalk_core.audio_io import load_wav
+        from dualtalk_core.media.audio_io import load_wav
     except ImportError:
         load_wav = None
     if load_wav is not None:

@@ -44,10 +44,10 @@ def _metrics_markdown(ev) -> list[str]:
     s = ev.summary
     lines: list[str] = []
     if ev.result is not None:
-        lines += ["## Metrics (paper scale, `dualtalk_core.evaluate`)", "",
+        lines += ["## Metrics (paper scale, `dualtalk_core.evaluation.evaluate`)", "",
                   ev.result.to_markdown(include_paper=False).strip(), ""]
     elif s.get("metrics") and "raw_partner_free" in s["metrics"]:
-        from dualtalk_core.metrics import PAPER_SCALE
+        from dualtalk_core.evaluation.metrics import PAPER_SCALE
         raw = s["metrics"]["raw_partner_free"]
         lines += ["## Metrics without partner (paper scale)", "",
                   "| metric | " + " | ".join(raw) + " |", "|---|" + "---:|" * len(raw)]
@@ -221,7 +221,7 @@ def write_summary(evs: Iterable, out_dir: Path) -> dict[str, Path]:
     pooled = None
     scored = [ev for ev in evs if ev.result is not None]
     if scored:
-        from dualtalk_core.evaluate import evaluate_predictions
+        from dualtalk_core.evaluation.evaluate import evaluate_predictions
         name = lambda ev: ev.summary["name"]  # noqa: E731
         res = evaluate_predictions({name(e): e.pred for e in scored},
                                    {name(e): e.gt for e in scored},

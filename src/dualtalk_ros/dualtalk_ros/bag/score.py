@@ -5,7 +5,7 @@ two bags and the replay log at any time, and tests can check them independently.
 
 - Metrics: the recorded ``agent/blendshapes`` frames, placed by header stamp (frame k at
   ``origin + k/25``; missing frames held from the previous one and counted), scored against the
-  ground-truth topic with :func:`dualtalk_core.evaluate.evaluate_predictions` — the code behind
+  ground-truth topic with :func:`dualtalk_core.evaluation.evaluate.evaluate_predictions` — the code behind
   ``dualtalk evaluate``. Without a partner face only the partner-free metrics (FD, MSE, SID)
   are given, since P-FD and rPCC need the partner's motion.
 - Latency of frame k: receive time of the output frame minus the wall time at which the partner
@@ -188,12 +188,12 @@ class BagEvaluation:
     received_mask: np.ndarray | None = None
     latency_frames: np.ndarray | None = None
     latency_ms: np.ndarray | None = None
-    result: Any = None   # dualtalk_core.evaluate.EvaluationResult or None
+    result: Any = None   # dualtalk_core.evaluation.evaluate.EvaluationResult or None
 
 
 def partner_free_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float]]:
     """FD, MSE and SID per group (the metrics that do not need the partner's motion)."""
-    from dualtalk_core import metrics as M
+    from dualtalk_core.evaluation import metrics as M
 
     n = min(len(pred), len(gt))
     out = {}
@@ -287,7 +287,7 @@ def score_bag(inp: InputBag, output_bag: str | Path | None, log: ReplayLog | Non
             note += (f"scored frames 0..{len(ev.pred) - 1}: the last {num - len(ev.pred)} "
                      f"frame(s) were never published (end of stream); ")
         try:
-            from dualtalk_core.evaluate import evaluate_predictions
+            from dualtalk_core.evaluation.evaluate import evaluate_predictions
             if inp.partner_face is not None:
                 kwargs = {}
                 if inp.agent_audio is not None:

@@ -29,7 +29,7 @@ TURN_GAP_S = 0.3
 
 def turns_from_audio(audio: np.ndarray, num_frames: int) -> np.ndarray:
     """Bool [T]: frames where this side's audio is loud (same rule as the lip-sync metric)."""
-    from dualtalk_core.metrics import speaking_frames
+    from dualtalk_core.evaluation.metrics import speaking_frames
 
     return speaking_frames(audio, num_frames)
 

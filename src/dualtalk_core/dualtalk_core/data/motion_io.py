@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import DIM, flame56_from_npz
+from dualtalk_core.layout import DIM, flame56_from_npz
 
 
 def load_motion(path: str | Path, what: str = "motion") -> np.ndarray:

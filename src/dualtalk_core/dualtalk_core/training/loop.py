@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config_io import YamlConfigMixin
-from .data import WindowDataset, load_split, split_by_clip
-from .losses import LOSS_TERMS, LOSS_WEIGHT_NAMES, LossWeights, dualtalk_loss
+from dualtalk_core.config_io import YamlConfigMixin
+from dualtalk_core.data.dataset import WindowDataset, load_split, split_by_clip
+from dualtalk_core.training.losses import LOSS_TERMS, LOSS_WEIGHT_NAMES, LossWeights, dualtalk_loss
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class TrainConfig(YamlConfigMixin):
     """Every knob of a training run (YAML keys = field names)."""
 
     model: str = "tiny"
-    """Model preset name (``dualtalk_core.config.PRESETS``)."""
+    """Model preset name (``dualtalk_core.model.config.PRESETS``)."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """``DualTalkConfig`` fields changed from the preset."""
     lr: float = 1e-4
@@ -154,7 +154,7 @@ class TrainConfig(YamlConfigMixin):
         self.model_config()  # validates the preset name and the overrides
 
     def model_config(self):
-        from .config import get_preset
+        from dualtalk_core.model.config import get_preset
 
         return get_preset(self.model).replace(**self.model_overrides) if self.model_overrides \
             else get_preset(self.model)
@@ -391,8 +391,8 @@ def _train(cfg: TrainConfig, data_root: str | Path, out_dir: str | Path,
            resume: str | Path | None) -> TrainResult:
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from .checkpoint import check_state_dict, read_payload, save_checkpoint
-    from .model import DualTalk
+    from dualtalk_core.model.checkpoint import check_state_dict, read_payload, save_checkpoint
+    from dualtalk_core.model.dualtalk import DualTalk
 
     start_time = time.perf_counter()
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
@@ -411,7 +411,7 @@ def _train(cfg: TrainConfig, data_root: str | Path, out_dir: str | Path,
     payload = read_payload(resume) if resume else None
     model_config = cfg.model_config()
     if payload is not None:
-        from .config import DualTalkConfig
+        from dualtalk_core.model.config import DualTalkConfig
         ck_config = DualTalkConfig.from_dict(payload["config"])
         if ck_config.to_dict() != model_config.to_dict():
             log.warning("resuming %s: its model config differs from the training config's; "

@@ -16,7 +16,7 @@ Forward order, shapes for batch B, T output frames (25 fps), d = ``config.d_mode
                                                                                      -> [B, T, 56]
 
 Submodule names equal the released state-dict keys, so the authors' ``DualTalk.pth`` loads with
-``strict=True`` (after :mod:`dualtalk_core.convert` maps old weight-norm key names).
+``strict=True`` (after :mod:`dualtalk_core.model.convert` maps old weight-norm key names).
 
 The wav2vec2 encoders are Hugging Face ``Wav2Vec2Model`` objects; we call their submodules
 ourselves because the released model resamples the 50 Hz conv features to exactly T frames
@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DualTalkConfig
-from .layout import DIM, SAMPLE_RATE, num_frames_for_samples
+from dualtalk_core.model.config import DualTalkConfig
+from dualtalk_core.layout import DIM, SAMPLE_RATE, num_frames_for_samples
 
 
 # ------------------------------------------------------------------------------------------------
@@ -341,7 +341,7 @@ class DualTalk(nn.Module):
 
         Like the released model, each audio stream is resampled to T frames inside its encoder,
         and the partner motion is attended over all its S frames (S = T in normal use;
-        :func:`dualtalk_core.inference.predict_clip` trims/pads it). ``normalize_audio`` applies
+        :func:`dualtalk_core.model.inference.predict_clip` trims/pads it). ``normalize_audio`` applies
         the per-clip waveform normalisation (``None`` = ``config.normalize_audio``).
         """
         cfg = self.config

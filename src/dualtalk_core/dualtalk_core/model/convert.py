@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, check_state_dict, save_checkpoint
-from .config import WAV2VEC2_LARGE_LV60, DualTalkConfig
+from dualtalk_core.model.checkpoint import CheckpointError, check_state_dict, save_checkpoint
+from dualtalk_core.model.config import WAV2VEC2_LARGE_LV60, DualTalkConfig
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def infer_config(sd: dict[str, torch.Tensor], wav2vec2: dict[str, Any] | None = 
 def convert_state_dict(sd: dict[str, torch.Tensor], wav2vec2: dict[str, Any] | None = None,
                        source: str = "<state dict>"):
     """Released state dict -> (DualTalk model with those weights, in eval mode)."""
-    from .model import DualTalk
+    from dualtalk_core.model.dualtalk import DualTalk
 
     sd = normalize_keys(sd, new_style=True)
     config = infer_config(sd, wav2vec2)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import SAMPLE_RATE
+from dualtalk_core.layout import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

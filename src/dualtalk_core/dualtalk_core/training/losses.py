@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import layout
+from dualtalk_core import layout
 
 
 LOSS_WEIGHT_NAMES = ("exp", "jaw", "pose", "velocity", "spread")

@@ -15,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from .layout import DIM, FRAME_RATE
+from dualtalk_core.layout import DIM, FRAME_RATE
 
 
 class AudioTimeline:

@@ -32,9 +32,9 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from . import synth
-from .audio_io import fit_audio
-from .layout import DIM, EXP, FRAME_RATE, JAW, POSE, SAMPLE_RATE
+from dualtalk_core.data import synth
+from dualtalk_core.media.audio_io import fit_audio
+from dualtalk_core.layout import DIM, EXP, FRAME_RATE, JAW, POSE, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class RenderConfig:
     """How coefficients become a drawing.
 
     The expression dims and weights default to the *synthetic* data's rules
-    (:mod:`dualtalk_core.synth`: mouth dims follow speech, smile dims rise after the partner's
+    (:mod:`dualtalk_core.data.synth`: mouth dims follow speech, smile dims rise after the partner's
     phrase, a blink dim). For real EMOCA/FLAME data, jaw and head pose are drawn exactly (they
     are rotations) while expression is only approximate: FLAME's expression basis has no
     "smile dim", so the smile/blink/mouth read-outs are a rough projection, clamped to stay sane.
@@ -295,7 +295,7 @@ def speech_levels(audio: np.ndarray, num_frames: int) -> np.ndarray:
 
     Normalised over the whole clip, so a window cut out of it (``--start``) keeps the same scale.
     """
-    from .data import speech_energy_per_frame
+    from dualtalk_core.data.dataset import speech_energy_per_frame
 
     energy = speech_energy_per_frame(audio, num_frames, smooth_frames=1.0).astype(np.float64)
     ref = float(np.percentile(energy, 95))
@@ -413,7 +413,7 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float = FRAME_RATE,
               ffmpeg: str | None = None) -> Path:
     """H.264/yuv420p MP4 by piping raw RGB frames into ffmpeg; ``audio`` (mono float) as AAC.
 
-    The audio is muxed as given: fit it to the video first (:func:`dualtalk_core.audio_io.fit_audio`;
+    The audio is muxed as given: fit it to the video first (:func:`dualtalk_core.media.audio_io.fit_audio`;
     :func:`render_to_file` does) so that picture and sound end together.
     """
     path = Path(path)

@@ -66,10 +66,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .config_io import YamlConfigMixin
-from .layout import DIM, FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
-from .stream_buffers import AudioTimeline, BlockStats, MotionTrack
-from .vad import EnergyVad, VadConfig, frame_levels_db
+from dualtalk_core.config_io import YamlConfigMixin
+from dualtalk_core.layout import DIM, FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
+from dualtalk_core.streaming.buffers import AudioTimeline, BlockStats, MotionTrack
+from dualtalk_core.vad import EnergyVad, VadConfig, frame_levels_db
 
 NORM_MODES = ("running", "window", "none")
 _EPS = 1e-7  # as the released per-clip normalisation
@@ -244,7 +244,7 @@ class StreamingEngine:
 
     ``model`` is anything callable as ``model(self_audio [1,n], partner_audio [1,n],
     partner_motion [1,T,56], num_frames=T, normalize_audio=False) -> [1,T,56]`` (a
-    :class:`dualtalk_core.model.DualTalk`, possibly quantised).  Push methods may be called from
+    :class:`dualtalk_core.model.dualtalk.DualTalk`, possibly quantised).  Push methods may be called from
     one thread while another calls :meth:`pull`; the model runs outside the buffer lock, so pushes
     never wait for a hop.  ``pull`` raises only if the model itself fails.
     """

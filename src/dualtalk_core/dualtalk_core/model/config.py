@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config_io import YamlConfigMixin
+from dualtalk_core.config_io import YamlConfigMixin
 
 FRONTENDS = ("wav2vec2", "logmel", "mfcc")
 MODULATION_ACTIVATIONS = ("none", "relu")
@@ -71,7 +71,7 @@ WAV2VEC2_TINY: dict[str, Any] = {
 
 @dataclass
 class DualTalkConfig(YamlConfigMixin):
-    """Every size and switch of :class:`dualtalk_core.model.DualTalk`.
+    """Every size and switch of :class:`dualtalk_core.model.dualtalk.DualTalk`.
 
     Defaults = the released model (``paper`` preset). Dimensions derived from ``d_model``:
     partner-motion encoder 56 -> d/2 -> d, interaction width 2d.

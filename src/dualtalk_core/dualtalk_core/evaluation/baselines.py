@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class SideLike(Protocol):
-    """What a baseline reads from a clip-side (``dualtalk_core.data.ClipSide`` fits)."""
+    """What a baseline reads from a clip-side (``dualtalk_core.data.dataset.ClipSide`` fits)."""
 
     self_audio: np.ndarray
     partner_audio: np.ndarray

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import layout
+from dualtalk_core import layout
 
 log = logging.getLogger(__name__)
 

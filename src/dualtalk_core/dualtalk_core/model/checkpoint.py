@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .config import DualTalkConfig
-from .layout import FLAME56, FLAME56_NAMES
+from dualtalk_core.model.config import DualTalkConfig
+from dualtalk_core.layout import FLAME56, FLAME56_NAMES
 
 FORMAT = "dualtalk-checkpoint"
 FORMAT_VERSION = 1
@@ -43,7 +43,7 @@ def self_contained_config(model: torch.nn.Module) -> DualTalkConfig:
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict | None = None) -> Path:
-    """Write ``model`` (a :class:`~dualtalk_core.model.DualTalk`) to ``path``; returns the path.
+    """Write ``model`` (a :class:`~dualtalk_core.model.dualtalk.DualTalk`) to ``path``; returns the path.
 
     ``extra`` holds anything JSON-like the caller wants kept (e.g. ``{"training": {...}}``).
     Tensors are stored contiguous on CPU. Written to a temporary file then renamed, so a crash
@@ -171,7 +171,7 @@ def _float32_weights(state_dict: dict) -> dict:
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu"):
     """-> (model in eval mode, payload dict). Raises :class:`CheckpointError` on any problem."""
-    from .model import DualTalk
+    from dualtalk_core.model.dualtalk import DualTalk
 
     payload = read_payload(path, map_location)
     payload["state_dict"] = _float32_weights(payload["state_dict"])

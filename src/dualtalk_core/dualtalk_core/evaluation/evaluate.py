@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from dualtalk_core import metrics as M
+from dualtalk_core.evaluation import metrics as M
 
 log = logging.getLogger(__name__)
 

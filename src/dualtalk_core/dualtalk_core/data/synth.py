@@ -6,7 +6,7 @@ can be checked end to end. The rules (all per 25 fps frame):
 
 * speaking: the jaw opening (``pose[:, 3]``, 56-layout index 50) and a few mouth-related
   expression dims follow the speaker's OWN speech envelope (smoothed 40 ms RMS,
-  :func:`dualtalk_core.data.speech_energy_per_frame`, normalised per clip), during the
+  :func:`dualtalk_core.data.dataset.speech_energy_per_frame`, normalised per clip), during the
   speaker's own phrases only (a speaker who says nothing keeps the mouth closed);
 * listening: after each of the partner's phrase ends the listener nods (head pitch,
   ``pose[:, 0]``, index 53) and smiles (smile-like expression dims), with a short delay;
@@ -36,9 +36,9 @@ from typing import Sequence
 import numpy as np
 from scipy.signal import lfilter
 
-from . import layout
-from .data import pearson, speech_energy_per_frame
-from .vad import VadConfig
+from dualtalk_core import layout
+from dualtalk_core.data.dataset import pearson, speech_energy_per_frame
+from dualtalk_core.vad import VadConfig
 
 log = logging.getLogger(__name__)
 

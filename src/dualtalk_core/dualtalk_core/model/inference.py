@@ -17,9 +17,9 @@ import logging
 import numpy as np
 import torch
 
-from .audio_io import fit_audio
-from .layout import DIM, SAMPLES_PER_FRAME, num_frames_for_samples
-from .motion_io import load_motion
+from dualtalk_core.media.audio_io import fit_audio
+from dualtalk_core.layout import DIM, SAMPLES_PER_FRAME, num_frames_for_samples
+from dualtalk_core.data.motion_io import load_motion
 
 log = logging.getLogger(__name__)
 LENGTH_FROM = ("audio", "motion")

@@ -1,0 +1,1 @@
+"""Data: DualTalk data sets on disk, synthetic conversations, motion files."""

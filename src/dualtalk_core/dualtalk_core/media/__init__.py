@@ -1,0 +1,1 @@
+"""Media: audio files, the preview renderer, plots."""

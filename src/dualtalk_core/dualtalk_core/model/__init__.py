@@ -1,0 +1,1 @@
+"""The DualTalk network: config and presets, modules, checkpoints, conversion, offline inference."""

@@ -1,0 +1,1 @@
+"""Streaming inference: configuration, buffers, the engine and the live session."""

@@ -1,0 +1,1 @@
+"""Training: configuration, the loop, distributed set-up, logging, the released loss."""
