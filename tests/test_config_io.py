@@ -8,7 +8,7 @@ import pytest
 from dualtalk_core.model.config import DualTalkConfig, get_preset
 from dualtalk_core.config_io import YamlConfigMixin
 from dualtalk_core.streaming.engine import StreamingConfig
-from dualtalk_core.training.loop import TrainConfig
+from dualtalk_core.training.config import TrainConfig
 from dualtalk_core.vad import VadConfig
 
 

@@ -9,8 +9,9 @@ from dualtalk_core import layout
 from dualtalk_core.data.dataset import (
     BAD_MOTION, LENGTH_MISMATCH, MISSING_FIELD, MISSING_PARTNER, MISSING_PARTNER_MOTION,
     MISSING_TARGET, NON_FINITE, NOT_MONO, UNREADABLE_WAV, WRONG_SAMPLE_RATE, ClipSide,
-    WindowDataset, load_split, speech_energy_per_frame, split_by_clip,
+    WindowDataset, load_split, split_by_clip,
 )
+from dualtalk_core.signals import speech_energy_per_frame
 
 from data_helpers import copy_clip, make_synth, rewrite_npz, run_module_main
 

@@ -41,7 +41,7 @@ def test_bundled_demo_model_is_small_and_labelled():
     assert payload["extra"]["storage_dtype"] == "float16"
     assert all(p.dtype == torch.float32 for p in model.parameters())  # runs in float32
     # it is what `make demo-model` makes: the cpu preset with config/train_cpu.yaml's overrides
-    from dualtalk_core.training.loop import TrainConfig
+    from dualtalk_core.training.config import TrainConfig
 
     recipe = TrainConfig.from_yaml(DEMO_MODEL.parents[1] / "config" / "train_cpu.yaml")
     assert model.config == recipe.model_config()

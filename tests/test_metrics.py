@@ -204,7 +204,7 @@ def test_paper_results_are_published_numbers():
 
 
 def test_jaw_speech_correlation_sees_lip_sync():
-    from dualtalk_core.data.dataset import speech_energy_per_frame
+    from dualtalk_core.signals import speech_energy_per_frame
     from dualtalk_core.layout import SAMPLES_PER_FRAME
 
     rng = np.random.default_rng(14)

@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from dualtalk_core.media import render
+from dualtalk_core.media import render, video
 from dualtalk_core.data import synth
 from dualtalk_core.cli import main as dualtalk
-from dualtalk_core.data.dataset import pearson
+from dualtalk_core.signals import pearson
 from dualtalk_core.layout import DIM, EXP, JAW, POSE, SAMPLE_RATE, SAMPLES_PER_FRAME, \
     npz_fields_from_flame56
 
@@ -138,7 +138,7 @@ def test_wild_values_never_crash():
 
 
 def test_mp4_has_video_and_muxed_audio(tmp_path):
-    ffmpeg = render.find_ffmpeg()
+    ffmpeg = video.find_ffmpeg()
     assert ffmpeg, "imageio-ffmpeg is a dependency, so an ffmpeg is always there"
     agent = jaw_ramp()
     t = np.arange(len(agent) * SAMPLES_PER_FRAME) / SAMPLE_RATE
@@ -189,7 +189,7 @@ def test_cli_end_to_end(tmp_path):
         assert gif.info["duration"] == 80
     with Image.open(d / "o.png") as png:
         assert png.size[0] == SIZE       # no partner: one face
-    info = subprocess.run([render.find_ffmpeg(), "-hide_banner", "-i", str(d / "o.mp4")],
+    info = subprocess.run([video.find_ffmpeg(), "-hide_banner", "-i", str(d / "o.mp4")],
                           capture_output=True, text=True).stderr
     seconds = re.search(r"Duration: 00:00:(\d+\.\d+)", info).group(1)
     assert abs(float(seconds) - 1.2) < 0.1 and "Audio:" in info, info

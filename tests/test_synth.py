@@ -9,11 +9,13 @@ import pytest
 import soundfile as sf
 
 from dualtalk_core import layout
-from dualtalk_core.data.dataset import load_split, pearson, speech_energy_per_frame
+from dualtalk_core.data.dataset import load_split
 from dualtalk_core.data.synth import (
-    MIC_NOISE_STD, MOUTH_DIMS, SMILE_DIMS, Persona, jaw_energy_correlation, make_motion,
-    parse_splits, speaking_mask, split_counts, synthesize_dataset,
+    MIC_NOISE_STD, MOUTH_DIMS, SMILE_DIMS, Persona, make_motion, parse_splits, split_counts,
+    synthesize_dataset,
 )
+from dualtalk_core.signals import (jaw_energy_correlation, pearson, speaking_mask,
+                                   speech_energy_per_frame)
 
 from data_helpers import files_bytes, make_synth, run_module_main
 

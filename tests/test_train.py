@@ -13,7 +13,9 @@ import torch
 
 from dualtalk_core import layout
 from dualtalk_core.training.losses import LossWeights, dualtalk_loss
-from dualtalk_core.training.loop import TrainConfig, read_log, train
+from dualtalk_core.training.config import TrainConfig
+from dualtalk_core.training.log import read_log
+from dualtalk_core.training.loop import train
 
 from data_helpers import make_synth
 

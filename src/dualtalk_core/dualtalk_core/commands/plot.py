@@ -34,19 +34,12 @@ def register(subparsers) -> None:
 
 
 def load_audio(path: Path) -> np.ndarray:
-    """16 kHz mono float32 waveform (project loader when present, else soundfile at 16 kHz)."""
+    """16 kHz mono float32 waveform (dualtalk_core's one audio reader)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
-    try:
-        from dualtalk_core.media.audio_io import load_wav
-    except ImportError:
-        from dualtalk_core.data.dataset import read_wav
+    from dualtalk_core.media.audio_io import load_wav
 
-        audio, problem = read_wav(path)
-        if problem is not None:
-            raise ValueError(f"{path}: {problem[0]}: {problem[1]}")
-        return audio
     return load_wav(str(path))
 
 

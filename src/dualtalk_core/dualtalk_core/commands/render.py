@@ -78,9 +78,9 @@ def _audio(path: Path | None, num_frames: int) -> np.ndarray | None:
 
 
 def run(args) -> int:
-    from dualtalk_core.media import render
+    from dualtalk_core.media import render, video
 
-    kind = render.output_kind(args.output)   # bad extension: fail before loading anything
+    kind = video.output_kind(args.output)   # bad extension: fail before loading anything
     if not 0 < args.fps <= FRAME_RATE:
         raise ValueError(f"--fps must be in (0, {FRAME_RATE}], got {args.fps:g}")
     config = render.RenderConfig(**({"size": args.size} if args.size else {}))

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dualtalk_core.training.loop import TrainConfig, train
+    from dualtalk_core.training.config import TrainConfig
+    from dualtalk_core.training.loop import train
 
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     changes = {"max_steps": args.max_steps, "max_minutes": args.max_minutes,

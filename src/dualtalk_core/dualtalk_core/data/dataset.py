@@ -20,7 +20,6 @@ The second rig is the third-party ARKit version: per side a ``<clip>_speakerN.np
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from dualtalk_core import layout
+from dualtalk_core.media.audio_io import NON_FINITE, NOT_MONO, UNREADABLE_WAV, WRONG_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ MISSING_PARTNER = "missing partner"
 MISSING_PARTNER_MOTION = "missing partner motion"
 MISSING_TARGET = "missing target motion"
 MISSING_SELF_AUDIO = "missing self audio"
-UNREADABLE_WAV = "unreadable wav"
-WRONG_SAMPLE_RATE = "wrong sample rate"
-NOT_MONO = "not mono"
-NON_FINITE = "non-finite values"
 LENGTH_MISMATCH = "length mismatch"
 BAD_MOTION = "bad motion file"
 MISSING_FIELD = "missing npz field"
@@ -135,24 +131,14 @@ class DataReport:
 # file readers: return (array, None) or (None, (reason, detail))
 
 def read_wav(path: Path) -> tuple[np.ndarray | None, tuple[str, str] | None]:
-    """Read a 16 kHz mono wav as float32; never raises (the problem is returned instead)."""
-    import soundfile as sf
+    """A 16 kHz mono wav as float32 (the strict :func:`~dualtalk_core.media.audio_io.load_wav`);
+    never raises (the problem is returned instead)."""
+    from dualtalk_core.media.audio_io import AudioFileError, load_wav
 
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises several types (LibsndfileError, RuntimeError)
-        return None, (UNREADABLE_WAV, f"{type(exc).__name__}: {exc}")
-    if sr != layout.SAMPLE_RATE:
-        return None, (WRONG_SAMPLE_RATE, f"expected {layout.SAMPLE_RATE} Hz, got {sr} Hz")
-    if data.shape[1] != 1:
-        return None, (NOT_MONO, f"expected 1 channel, got {data.shape[1]}")
-    audio = np.ascontiguousarray(data[:, 0])
-    if audio.size == 0:
-        return None, (UNREADABLE_WAV, "no samples")
-    if not np.all(np.isfinite(audio)):
-        bad = int(np.count_nonzero(~np.isfinite(audio)))
-        return None, (NON_FINITE, f"{bad} NaN/inf samples")
-    return audio, None
+        return load_wav(path, layout.SAMPLE_RATE, strict=True), None
+    except AudioFileError as exc:
+        return None, (exc.reason, exc.detail)
 
 
 def read_motion(path: Path, rig: str) -> tuple[np.ndarray | None, tuple[str, str] | None]:
@@ -457,32 +443,3 @@ class WindowDataset:
             "mask": mask,
             "index": idx,
         }
-
-
-def speech_energy_per_frame(audio: np.ndarray, num_frames: int | None = None,
-                            smooth_frames: float = 1.0) -> np.ndarray:
-    """RMS of each 640-sample (40 ms) frame, optionally Gaussian-smoothed: float32 [T].
-
-    The synthetic data drives the jaw with it, and the evaluation correlates predicted jaw
-    opening with it, so both use this one definition.
-    """
-    audio = np.asarray(audio, dtype=np.float32)
-    spf = layout.SAMPLES_PER_FRAME
-    t = layout.num_frames_for_samples(audio.size) if num_frames is None else num_frames
-    padded = np.zeros(t * spf, np.float32)
-    k = min(audio.size, padded.size)
-    padded[:k] = audio[:k]
-    rms = np.sqrt(np.mean(padded.reshape(t, spf).astype(np.float64) ** 2, axis=1))
-    if smooth_frames > 0:
-        from scipy.ndimage import gaussian_filter1d
-        rms = gaussian_filter1d(rms, smooth_frames, mode="nearest")
-    return rms.astype(np.float32)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r of two 1-D arrays (nan when either is constant)."""
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    if a.size < 2 or a.std() == 0 or b.std() == 0:
-        return math.nan
-    return float(np.corrcoef(a, b)[0, 1])

@@ -1,4 +1,4 @@
-"""load_motion: read a [T, 56] FLAME motion from a DualTalk ``.npz`` or a ``.npy`` array.
+"""Motion files: read a [T, 56] FLAME motion from a DualTalk ``.npz`` or a ``.npy`` array.
 
 Predictions are written as ``.npy`` [T, 56] and the dataset stores ``.npz`` (``exp``/``pose``),
 so ``dualtalk infer`` (partner motion) and ``dualtalk plot`` (prediction, ground truth, partner)
@@ -7,10 +7,13 @@ commands stay light.
 """
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from dualtalk_core import layout
 from dualtalk_core.layout import DIM, flame56_from_npz
 
 
@@ -32,3 +35,23 @@ def load_motion(path: str | Path, what: str = "motion") -> np.ndarray:
             raise ValueError(f"{path}: expected a [T, {DIM}] array, got {list(arr.shape)}")
         return arr.astype(np.float32, copy=False)
     raise ValueError(f"{path}: {what} must be .npz (exp/pose) or .npy [T, {DIM}]")
+
+
+def write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like ``np.savez_compressed`` but with fixed zip timestamps."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            zf.writestr(info, buf.getvalue())
+
+
+def npz_arrays(motion: np.ndarray) -> dict[str, np.ndarray]:
+    """The release's npz fields: exp/pose from the motion, the unused ones as zeros."""
+    t = motion.shape[0]
+    fields = layout.npz_fields_from_flame56(motion)
+    return {"shape": np.zeros((t, 100), np.float32), "tex": np.zeros((t, 50), np.float32),
+            "exp": fields["exp"].astype(np.float32), "pose": fields["pose"].astype(np.float32),
+            "cam": np.zeros((t, 3), np.float32), "light": np.zeros((t, 9, 3), np.float32)}

@@ -6,7 +6,7 @@ can be checked end to end. The rules (all per 25 fps frame):
 
 * speaking: the jaw opening (``pose[:, 3]``, 56-layout index 50) and a few mouth-related
   expression dims follow the speaker's OWN speech envelope (smoothed 40 ms RMS,
-  :func:`dualtalk_core.data.dataset.speech_energy_per_frame`, normalised per clip), during the
+  :func:`dualtalk_core.signals.speech_energy_per_frame`, normalised per clip), during the
   speaker's own phrases only (a speaker who says nothing keeps the mouth closed);
 * listening: after each of the partner's phrase ends the listener nods (head pitch,
   ``pose[:, 0]``, index 53) and smiles (smile-like expression dims), with a short delay;
@@ -26,9 +26,7 @@ import json
 import logging
 import math
 import shutil
-import struct
 import subprocess
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -37,8 +35,9 @@ import numpy as np
 from scipy.signal import lfilter
 
 from dualtalk_core import layout
-from dualtalk_core.data.dataset import pearson, speech_energy_per_frame
-from dualtalk_core.vad import VadConfig
+from dualtalk_core.data.motion_io import npz_arrays, write_npz_deterministic
+from dualtalk_core.media.audio_io import write_wav_float32
+from dualtalk_core.signals import speech_energy_per_frame
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,6 @@ MIC_NOISE_STD = 1e-3  # the audio tracks' microphone noise floor
 # level (VadConfig.off_db, -50 dBFS = 0.0032, 3x this noise floor), so scoring on recorded data and
 # the running graph agree on what silence is. Without a floor, a speaker who never speaks has
 # their noise scaled up to "speech" by the clip-relative threshold.
-SILENCE_RMS = 10.0 ** (VadConfig().off_db / 20.0)
 JAW_RX = 3        # npz pose column of jaw rotation x (= 56-layout index 50)
 HEAD_PITCH = 0    # npz pose column of head pitch (= 56-layout index 53)
 
@@ -343,41 +341,6 @@ def make_motion(own_audio: np.ndarray, num_frames: int, persona: Persona, self_s
 
 
 # --------------------------------------------------------------------------------------------
-# writers without timestamps (byte-identical output per seed)
-
-def write_wav_float32(path: Path, audio: np.ndarray, sample_rate: int = SR) -> None:
-    """Mono 32-bit float WAV with fmt(18) + fact chunks, like the DualTalk release files."""
-    data = np.asarray(audio, dtype="<f4").tobytes()
-    n = len(data) // 4
-    fmt = struct.pack("<HHIIHHH", 3, 1, sample_rate, sample_rate * 4, 4, 32, 0)
-    chunks = (b"fmt " + struct.pack("<I", len(fmt)) + fmt
-              + b"fact" + struct.pack("<II", 4, n)
-              + b"data" + struct.pack("<I", len(data)) + data)
-    with open(path, "wb") as f:
-        f.write(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
-
-
-def write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Like ``np.savez_compressed`` but with fixed zip timestamps."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, arr in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-            zf.writestr(info, buf.getvalue())
-
-
-def npz_arrays(motion: np.ndarray) -> dict[str, np.ndarray]:
-    """The release's npz fields: exp/pose from the motion, the unused ones as zeros."""
-    t = motion.shape[0]
-    fields = layout.npz_fields_from_flame56(motion)
-    return {"shape": np.zeros((t, 100), np.float32), "tex": np.zeros((t, 50), np.float32),
-            "exp": fields["exp"].astype(np.float32), "pose": fields["pose"].astype(np.float32),
-            "cam": np.zeros((t, 3), np.float32), "light": np.zeros((t, 9, 3), np.float32)}
-
-
-# --------------------------------------------------------------------------------------------
 
 @dataclass
 class SynthSummary:
@@ -508,27 +471,3 @@ def synthesize_dataset(root: Path | str, pairs: int, seed: int = 0,
             "clips": meta_clips}
     (root / "synth.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     return SynthSummary(str(root), seed, voice, clips, total)
-
-
-# --------------------------------------------------------------------------------------------
-# the measurable rule: jaw vs own speech energy
-
-def speaking_mask(audio: np.ndarray, num_frames: int, rel_threshold: float = 0.1,
-                  min_rms: float = SILENCE_RMS) -> np.ndarray:
-    """Frames where the speaker's own smoothed energy exceeds both ``rel_threshold`` x its 95th
-    percentile and ``min_rms`` (the VAD's silence level), so a track that is silence throughout
-    has no speaking frames."""
-    env = speech_energy_per_frame(audio, num_frames, smooth_frames=1.0)
-    ref = np.percentile(env, 95)
-    return env > max(rel_threshold * ref, min_rms)
-
-
-def jaw_energy_correlation(jaw_open: np.ndarray, self_audio: np.ndarray,
-                           mask: np.ndarray | None = None) -> float:
-    """Pearson r between jaw opening (56-layout index 50) and own speech energy, speaking frames."""
-    t = len(jaw_open)
-    env = speech_energy_per_frame(self_audio, t, smooth_frames=1.0)
-    if mask is None:
-        mask = speaking_mask(self_audio, t)
-    mask = np.asarray(mask, bool)[:t]
-    return pearson(np.asarray(jaw_open)[:t][mask], env[mask])

@@ -288,11 +288,11 @@ def scale_metrics(mean: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str
 def speaking_frames(self_audio: np.ndarray, num_frames: int) -> np.ndarray:
     """Bool [T]: frames where the agent's own audio is loud.
 
-    :func:`dualtalk_core.data.synth.speaking_mask`: loud relative to the clip (the synthetic data's
+    :func:`dualtalk_core.signals.speaking_mask`: loud relative to the clip (the synthetic data's
     rule) and above the live VAD's silence level, so scoring, data and the running graph agree
     on what "speaking" means.
     """
-    from dualtalk_core.data.synth import speaking_mask
+    from dualtalk_core.signals import speaking_mask
 
     return np.asarray(speaking_mask(np.asarray(self_audio, np.float32), num_frames), bool)
 
@@ -302,11 +302,11 @@ def jaw_speech_correlation(motion: np.ndarray, self_audio: np.ndarray) -> float:
 
     Why: the lip-sync check of issue 4's "done" criterion (r > 0.5); the paper's metrics do not
     see whether the mouth moves WITH the speech. Same definition as the synthetic data
-    (:func:`dualtalk_core.data.synth.jaw_energy_correlation`); a jaw that does not move at all while
+    (:func:`dualtalk_core.signals.jaw_energy_correlation`); a jaw that does not move at all while
     speaking scores 0, and NaN means fewer than 2 speaking frames.
     """
     from dualtalk_core.layout import JAW
-    from dualtalk_core.data.synth import jaw_energy_correlation
+    from dualtalk_core.signals import jaw_energy_correlation
 
     motion = _as_motion(motion, "motion")
     jaw = motion[:, JAW.start]

@@ -7,6 +7,7 @@ downmixed input is a common cause of "the lips are off" reports.
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,30 @@ from dualtalk_core.layout import SAMPLE_RATE
 log = logging.getLogger(__name__)
 
 
-def load_wav(path: str | Path, target_sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Read ``path`` -> float32 mono [n] at ``target_sr`` (resampled/downmixed with a warning)."""
+class AudioFileError(ValueError):
+    """An audio file that cannot be used as is: ``reason`` is a short kind (the data-set report
+    groups by it), ``detail`` what was expected and what was found."""
+
+    def __init__(self, path: Path, reason: str, detail: str) -> None:
+        super().__init__(f"{path}: {reason}: {detail}")
+        self.path, self.reason, self.detail = path, reason, detail
+
+
+#: AudioFileError reasons
+UNREADABLE_WAV = "unreadable wav"
+WRONG_SAMPLE_RATE = "wrong sample rate"
+NOT_MONO = "not mono"
+NON_FINITE = "non-finite values"
+
+
+def load_wav(path: str | Path, target_sr: int = SAMPLE_RATE, *, strict: bool = False) -> np.ndarray:
+    """Read ``path`` -> float32 mono [n] at ``target_sr``.
+
+    Not ``strict`` (inference, players): another rate is resampled and several channels are
+    downmixed, each with a warning. ``strict`` (data sets, where a wrong file is a data error, not
+    something to repair): those raise :class:`AudioFileError`, as do unreadable, empty and
+    non-finite files in both modes. The one reader of audio files in dualtalk_core.
+    """
     import soundfile as sf
     import soxr
 
@@ -26,18 +49,24 @@ def load_wav(path: str | Path, target_sr: int = SAMPLE_RATE) -> np.ndarray:
         raise FileNotFoundError(f"audio file not found: {path}")
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)       # [n, channels]
-    except RuntimeError as exc:  # soundfile.LibsndfileError subclasses RuntimeError
-        raise ValueError(f"{path}: cannot read audio: {exc}") from exc
+    except Exception as exc:  # soundfile raises several types (LibsndfileError, RuntimeError)
+        raise AudioFileError(path, UNREADABLE_WAV, f"{type(exc).__name__}: {exc}") from exc
+    if strict and sr != target_sr:
+        raise AudioFileError(path, WRONG_SAMPLE_RATE, f"expected {target_sr} Hz, got {sr} Hz")
+    if strict and audio.shape[1] != 1:
+        raise AudioFileError(path, NOT_MONO, f"expected 1 channel, got {audio.shape[1]}")
+    if audio.size == 0:
+        raise AudioFileError(path, UNREADABLE_WAV, "no samples")
     if audio.shape[1] > 1:
         log.warning("%s: %d channels, downmixed to mono by averaging", path, audio.shape[1])
-    mono = audio.mean(axis=1)
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    if not np.all(np.isfinite(mono)):
+        bad = int(np.count_nonzero(~np.isfinite(mono)))
+        raise AudioFileError(path, NON_FINITE, f"{bad} NaN/inf samples")
     if sr != target_sr:
         log.warning("%s: sample rate %d Hz, resampled to %d Hz with soxr", path, sr, target_sr)
         mono = soxr.resample(mono, sr, target_sr, quality="HQ")
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
-    if not np.all(np.isfinite(mono)):
-        raise ValueError(f"{path}: audio contains NaN or infinite samples")
-    return mono
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def normalize_waveform(audio: np.ndarray, eps: float = 1e-7) -> np.ndarray:
@@ -57,3 +86,24 @@ def fit_audio(audio: np.ndarray, n: int, what: str,
     if len(audio) > n:
         return audio[:n]
     return np.concatenate([audio, np.zeros(n - len(audio), dtype=audio.dtype)])
+
+
+def write_wav16(path: Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Mono 16-bit PCM WAV, clipped to [-1, 1] (what every ffmpeg build reads)."""
+    import soundfile as sf
+
+    sf.write(str(path), np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate,
+             subtype="PCM_16")
+    return Path(path)
+
+
+def write_wav_float32(path: Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Mono 32-bit float WAV with fmt(18) + fact chunks, like the DualTalk release files."""
+    data = np.asarray(audio, dtype="<f4").tobytes()
+    n = len(data) // 4
+    fmt = struct.pack("<HHIIHHH", 3, 1, sample_rate, sample_rate * 4, 4, 32, 0)
+    chunks = (b"fmt " + struct.pack("<I", len(fmt)) + fmt
+              + b"fact" + struct.pack("<II", 4, n)
+              + b"data" + struct.pack("<I", len(data)) + data)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)

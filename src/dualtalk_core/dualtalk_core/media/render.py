@@ -19,12 +19,8 @@ binary, with the audio muxed in) or a PNG still. Pure Python: numpy + Pillow, no
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import math
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -34,12 +30,12 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from dualtalk_core.data import synth
 from dualtalk_core.media.audio_io import fit_audio
+from dualtalk_core.media.video import output_kind, require_ffmpeg, write_gif, write_mp4
 from dualtalk_core.layout import DIM, EXP, FRAME_RATE, JAW, POSE, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
 RGB = tuple[int, int, int]
-WRITERS = (".gif", ".mp4", ".png")
 JAW_OPEN = JAW.start       # 56-layout index of the jaw opening (rx)
 HEAD = (0.86, 1.08, 0.8)   # head ellipsoid semi-axes (x, y, z) in head units
 SUPERSAMPLE = 2            # draw at 2x and box-filter down: smooth edges, exact flat colours
@@ -295,7 +291,7 @@ def speech_levels(audio: np.ndarray, num_frames: int) -> np.ndarray:
 
     Normalised over the whole clip, so a window cut out of it (``--start``) keeps the same scale.
     """
-    from dualtalk_core.data.dataset import speech_energy_per_frame
+    from dualtalk_core.signals import speech_energy_per_frame
 
     energy = speech_energy_per_frame(audio, num_frames, smooth_frames=1.0).astype(np.float64)
     ref = float(np.percentile(energy, 95))
@@ -358,105 +354,6 @@ def render_frames(agent, partner=None, *, config: RenderConfig | None = None,
         draw.text((width / 2, height - 0.03 * size), f"t = {seconds:.2f} s", fill=config.text,
                   font=small, anchor="md")
         yield np.asarray(frame)
-
-
-# ------------------------------------------------------------------------------------------
-# writers
-
-def output_kind(path: Path) -> str:
-    """``.gif``/``.mp4``/``.png`` from the file name; ``ValueError`` naming the file otherwise."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in WRITERS:
-        raise ValueError(f"{path}: unknown output type {suffix or '(none)'!r}; "
-                         f"use one of {', '.join(WRITERS)}")
-    return suffix
-
-
-def find_ffmpeg() -> str | None:
-    """An ffmpeg binary: the system one, else the static one shipped by ``imageio-ffmpeg``."""
-    exe = shutil.which("ffmpeg")
-    if exe:
-        return exe
-    try:
-        import imageio_ffmpeg
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
-        return None
-
-
-def require_ffmpeg(path: Path) -> str:
-    """:func:`find_ffmpeg` or a ``FileNotFoundError`` that says what to do instead."""
-    exe = find_ffmpeg()
-    if exe is None:
-        raise FileNotFoundError(f"{path}: writing .mp4 needs ffmpeg and none was found (no "
-                                "`ffmpeg` on PATH, no imageio-ffmpeg package); write a .gif "
-                                "instead, or `pip install imageio-ffmpeg`")
-    return exe
-
-
-def write_gif(frames: Iterable[np.ndarray], path: Path, fps: float = FRAME_RATE) -> Path:
-    """Looping GIF. GIF delays are whole 10 ms, so 25 fps (40 ms) and 12.5 fps are exact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images = (Image.fromarray(f).quantize(colors=128, method=Image.Quantize.FASTOCTREE,
-                                          dither=Image.Dither.NONE) for f in frames)
-    first = next(images, None)
-    if first is None:
-        raise ValueError(f"{path}: no frames to write")
-    first.save(path, save_all=True, append_images=images, duration=round(1000 / fps), loop=0,
-               optimize=False, disposal=1)
-    return path
-
-
-def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float = FRAME_RATE,
-              audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
-              ffmpeg: str | None = None) -> Path:
-    """H.264/yuv420p MP4 by piping raw RGB frames into ffmpeg; ``audio`` (mono float) as AAC.
-
-    The audio is muxed as given: fit it to the video first (:func:`dualtalk_core.media.audio_io.fit_audio`;
-    :func:`render_to_file` does) so that picture and sound end together.
-    """
-    path = Path(path)
-    ffmpeg = ffmpeg or require_ffmpeg(path)
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        raise ValueError(f"{path}: no frames to write")
-    h, w = first.shape[:2]
-    if h % 2 or w % 2:
-        raise ValueError(f"{path}: frame size {w}x{h} must be even for yuv420p")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-"]
-        if audio is not None:
-            wav = Path(tmp) / "audio.wav"
-            write_wav16(wav, audio, sample_rate)
-            cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "128k"]
-        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart", str(path)]
-        with open(Path(tmp) / "ffmpeg.log", "w+b") as errlog:   # a file: no pipe to deadlock
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=errlog)
-            try:
-                for frame in itertools.chain([first], frames):
-                    proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
-                proc.stdin.close()
-            except BrokenPipeError:   # ffmpeg stopped early: its log says why
-                pass
-            if proc.wait() != 0:
-                errlog.seek(0)
-                err = errlog.read().decode(errors="replace").strip()
-                raise RuntimeError(f"{path}: ffmpeg ({ffmpeg}) failed: {err[-800:]}")
-    return path
-
-
-def write_wav16(path: Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
-    """Mono 16-bit PCM WAV, clipped to [-1, 1] (what every ffmpeg build reads)."""
-    import soundfile as sf
-
-    sf.write(str(path), np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate,
-             subtype="PCM_16")
-    return Path(path)
 
 
 def mix_audio(*tracks: np.ndarray | None) -> np.ndarray | None:
