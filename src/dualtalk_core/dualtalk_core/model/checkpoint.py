@@ -169,9 +169,14 @@ def _float32_weights(state_dict: dict) -> dict:
     return {k: v.float() if v.dtype in HALF_DTYPES else v for k, v in state_dict.items()}
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu"):
-    """-> (model in eval mode, payload dict). Raises :class:`CheckpointError` on any problem."""
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", check: bool = True):
+    """-> (model in eval mode, payload dict). Raises :class:`CheckpointError` on any problem.
+
+    ``check`` (default): every weight must be finite and a short warm-up forward must give
+    finite output (:mod:`dualtalk_core.model.sanity`), else ``NonFiniteModelError`` naming the
+    file and the first bad tensor; ``False`` only for tools that inspect broken files."""
     from dualtalk_core.model.dualtalk import DualTalk
+    from dualtalk_core.model.sanity import check_model
 
     payload = read_payload(path, map_location)
     payload["state_dict"] = _float32_weights(payload["state_dict"])
@@ -195,4 +200,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu"):
             raise CheckpointError(f"{path}: tensors not restored from the file: {left[:5]}")
     if map_location is not None and not callable(map_location):
         model.to(map_location)
-    return model.eval(), payload
+    model.eval()
+    if check:
+        check_model(model, str(path))
+    return model, payload
