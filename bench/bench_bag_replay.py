@@ -16,7 +16,6 @@ on a private domain (run it through ``make bench`` or ``scripts/with_ros_env.sh`
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-processing-p95-ms", type=float, default=None,
                     help="fail (exit 1) when the node's processing latency p95 exceeds this")
     args = ap.parse_args(argv)
-    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
+    from dualtalk_ros import loopback
+    if not loopback.is_confined():
         sys.exit("run through `make bench` or scripts/with_ros_env.sh (DDS on loopback)")
     with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp:
         try:

@@ -16,7 +16,9 @@ import time
 import numpy as np
 import torch
 
+from dualtalk_core.devices import resolve_device, synchronize
 from dualtalk_core.model.config import get_preset
+from dualtalk_core.model.presets import preset_names
 from dualtalk_core.model.inference import predict_clip
 from dualtalk_core.layout import SAMPLE_RATE, num_frames_for_samples
 from dualtalk_core.model.dualtalk import DualTalk
@@ -24,6 +26,7 @@ from dualtalk_core.model.dualtalk import DualTalk
 
 def bench_preset(name: str, seconds: float, device: str, repeats: int) -> dict:
     torch.manual_seed(0)
+    dev = resolve_device(device, "--device")
     t0 = time.perf_counter()
     model = DualTalk(get_preset(name)).eval().to(device)
     build_s = time.perf_counter() - t0
@@ -36,12 +39,10 @@ def bench_preset(name: str, seconds: float, device: str, repeats: int) -> dict:
                  motion[:25], device=device)                                   # warm-up
     times = []
     for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        synchronize(dev)
         t0 = time.perf_counter()
         predict_clip(model, self_audio, partner_audio, motion, device=device)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        synchronize(dev)
         times.append(time.perf_counter() - t0)
     compute = min(times)
     return {"preset": name, "params": model.num_parameters(), "seconds": seconds,
@@ -50,7 +51,7 @@ def bench_preset(name: str, seconds: float, device: str, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["tiny", "cpu", "base", "paper"])
+    parser.add_argument("--presets", nargs="+", default=preset_names())
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length (s)")
     parser.add_argument("--paper-seconds", type=float, default=10.0,
                         help="shorter clip for the ~650 M-parameter paper preset on CPU")

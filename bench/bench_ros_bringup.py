@@ -38,8 +38,9 @@ def make_checkpoint(preset: str, directory: Path) -> Path:
 
 
 def run(checkpoint: Path, duration: float, report: Path, extra: list[str]) -> dict:
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_DOMAIN_ID=str(random.SystemRandom().randint(101, 200)))
+    from dualtalk_ros import loopback
+    env = loopback.apply(dict(os.environ,
+                              ROS_DOMAIN_ID=str(random.SystemRandom().randint(101, 200))))
     cmd = [str(Path(sys.executable).parent / "dualtalk-ros"), "bringup", "conversation",
            "--checkpoint", str(checkpoint), "--use-file-audio",
            "--partner-wav", f"{CLIP}_speaker1.wav", "--agent-wav", f"{CLIP}_speaker2.wav",

@@ -12,7 +12,7 @@ speaker 1 with its tracked face), or synthetic noise bursts when it is absent.  
 weights unless ``--checkpoint`` names a trained one.  Pushes are realistic: 20 ms partner chunks,
 agent audio 300 ms ahead (TTS), each face frame once its audio has arrived.
 
-    python bench/bench_streaming.py                      # all sections, presets tiny,cpu,base,paper
+    python bench/bench_streaming.py                      # all sections, every registry preset
     python bench/bench_streaming.py --skip-paper --sections stream,diff
 """
 from __future__ import annotations
@@ -97,25 +97,28 @@ def build_model(preset: str, checkpoint: str | None, seed: int = 0):
 
 
 def stream(model, cfg, partner, agent, motion, device="cpu", chunk=320, agent_ahead_s=0.3):
-    """Feed like a live system; returns (weights [T,56], engine.stats, engine.counters)."""
+    """Feed a :class:`StreamingSession` like a live system (what the ROS node runs); returns
+    (weights [T,56], runner stats, runner counters)."""
     from dualtalk_core.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
-    from dualtalk_core.streaming.engine import StreamingEngine
+    from dualtalk_core.streaming.runners import make_runner
+    from dualtalk_core.streaming.session import NS_PER_FRAME, StreamingSession
 
-    engine = StreamingEngine(model, cfg, device=device)
+    session = StreamingSession(make_runner("window", model, cfg, device=device))
     ahead = int(agent_ahead_s * SAMPLE_RATE)
-    engine.push_agent_audio(agent[:ahead], 0)
-    frames, next_face = [], 0
+    session.push_agent_audio(agent[:ahead], 0)
+    hops, next_face = [], 0
     for pos in range(0, partner.shape[0], chunk):
         if pos + ahead < agent.shape[0]:
-            engine.push_agent_audio(agent[pos + ahead: pos + ahead + chunk], pos + ahead)
-        engine.push_partner_audio(partner[pos: pos + chunk], pos)
+            session.push_agent_audio(agent[pos + ahead: pos + ahead + chunk], pos + ahead)
+        session.push_partner_audio(partner[pos: pos + chunk], pos)
         clock = min(pos + chunk, partner.shape[0])
         while next_face < motion.shape[0] and (next_face + 1) * SAMPLES_PER_FRAME <= clock:
-            engine.push_partner_motion(motion[next_face], next_face / 25.0)
+            session.push_partner_face(motion[next_face], next_face * NS_PER_FRAME)
             next_face += 1
-        frames += engine.pull()
-    frames += engine.flush()
-    return np.stack([f.weights for f in frames]), engine.stats, dict(engine.counters)
+        hops += session.step()
+    hops += session.finish()
+    runner = session.runner
+    return np.concatenate([h.weights for h in hops]), runner.stats, dict(runner.counters)
 
 
 def offline(model, partner, agent, motion, device="cpu"):
@@ -147,13 +150,13 @@ def worker_stream(args) -> dict:
     """One preset: warm up, then a full streaming run; per-hop timings, RTF, peak RSS."""
     import torch
 
-    from dualtalk_core.streaming.engine import default_streaming_config
+    from dualtalk_core.model.presets import preset
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model = build_model(args.preset, args.checkpoint).to(args.device)
     build_s = time.perf_counter() - t0
-    cfg = default_streaming_config(args.preset)
+    cfg = preset(args.preset).streaming_config()
     partner, agent, motion, desc = load_clip(args.clip_seconds, Path(args.sample_dir))
     warm = int(min(partner.shape[0], (cfg.window_s + cfg.lookahead_s + 2 * cfg.hop_s) * 16000))
     if args.preset != "paper":
@@ -201,11 +204,11 @@ def worker_speedup(args) -> dict:
     """One (preset, variant): steady-state hop = forward on a (W+L) window of the clip."""
     import torch
 
-    from dualtalk_core.streaming.engine import default_streaming_config
+    from dualtalk_core.model.presets import preset
 
     torch.set_num_threads(1 if args.variant == "fp32-1thread" else args.threads)
     base = build_model(args.preset, args.checkpoint)
-    cfg = default_streaming_config(args.preset)
+    cfg = preset(args.preset).streaming_config()
     partner, agent, motion, _ = load_clip(max(args.clip_seconds, cfg.window_s + cfg.lookahead_s),
                                           Path(args.sample_dir))
     n = int(round((cfg.window_s + cfg.lookahead_s) * 16000))
@@ -258,7 +261,7 @@ def section_stream(args, presets: list[str]) -> list[str]:
     lines = ["## Streaming per preset", "",
              f"{args.threads} torch threads, device {args.device}, one subprocess per preset "
              "(peak RSS is that preset alone, Python + torch included). Default W/L/H per preset "
-             "(`default_streaming_config`); 20 ms partner chunks, agent audio 300 ms ahead. hop ms = "
+             "(the preset registry, `dualtalk_core.model.presets`), run through `StreamingSession`; 20 ms partner chunks, agent audio 300 ms ahead. hop ms = "
              "wall clock per hop (the target); CPU ms/hop = process CPU time (all threads) per hop, "
              "which contention from other processes does not inflate; load avg = 1-min load when "
              "the preset finished.", "",
@@ -293,7 +296,7 @@ def section_stream(args, presets: list[str]) -> list[str]:
 def section_diff(args, checkpoint: str | None = None, data_root: str | None = None) -> list[str]:
     import torch
 
-    from dualtalk_core.streaming.engine import StreamingConfig
+    from dualtalk_core.streaming.config import StreamingConfig
 
     torch.set_num_threads(args.threads)
     preset = args.diff_preset
@@ -361,7 +364,9 @@ def section_speedups(args, presets: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", default="tiny,cpu,base,paper")
+    from dualtalk_core.model.presets import preset_names
+
+    ap.add_argument("--presets", default=",".join(preset_names()))
     ap.add_argument("--skip-paper", action="store_true", help="leave out the (slow, 630 M) paper preset")
     ap.add_argument("--sections", default="stream,diff,speedups")
     ap.add_argument("--speedup-presets", default="cpu,paper")
@@ -398,9 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.device != "cpu":
-        import torch
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            print(f"device {args.device} not available; no GPU table")
+        from dualtalk_core.devices import DeviceError, resolve_device
+        try:
+            resolve_device(args.device, "--device")
+        except DeviceError as exc:
+            print(f"{exc}; no GPU table")
             return 1
     presets = [p for p in args.presets.split(",") if p and not (args.skip_paper and p == "paper")]
     sections = args.sections.split(",")

@@ -4,9 +4,13 @@
     ros2 launch dualtalk_ros conversation.launch.py checkpoint:=model.pt use_file_audio:=true \
         partner_wav:=partner.wav agent_wav:=agent.wav
 
-Same nodes and parameters as `dualtalk-ros bringup conversation` (dualtalk_ros.bringup
-.CONVERSATION_NODES; tests/test_ros_launch.py checks they agree). Parameters come from
-config/conversation.yaml in the package share, then the launch arguments below.
+Same nodes, parameters and remappings as `dualtalk-ros bringup conversation`
+(dualtalk_ros.bringup.CONVERSATION_NODES; tests/test_ros_launch.py checks they agree). Parameters
+come from config/conversation.yaml in the package share, then the launch arguments below.
+Topic names are fixed (dualtalk_ros.topics) and renamed by remapping: the two file players
+publish "audio", remapped here to partner/audio and agent/audio; to point the head at a robot
+controller, add remappings=[("agent/joint_states", "/arm/cmd")] to the head_driver Node (or run
+`ros2 run dualtalk_ros head_driver --ros-args -r agent/joint_states:=/arm/cmd`).
 """
 import os
 import time
@@ -46,10 +50,10 @@ def generate_launch_description():
              output="screen"),
         Node(package="dualtalk_ros", executable="audio_file_player", name="partner_player",
              parameters=[params, origin], ros_arguments=["-p", ["wav_files:=[", partner_wav, "]"]],
-             condition=file_audio, output="screen"),
+             remappings=[("audio", "partner/audio")], condition=file_audio, output="screen"),
         Node(package="dualtalk_ros", executable="audio_file_player", name="agent_player",
              parameters=[params, origin], ros_arguments=["-p", ["wav_files:=[", agent_wav, "]"]],
-             condition=file_audio, output="screen"),
+             remappings=[("audio", "agent/audio")], condition=file_audio, output="screen"),
         Node(package="dualtalk_ros", executable="face_input_adapter", name="face_input_adapter",
              parameters=[params], output="screen"),
         Node(package="dualtalk_ros", executable="dualtalk_node", name="dualtalk_node",

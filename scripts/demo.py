@@ -36,18 +36,24 @@ def step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def run(*args: str | Path, quiet: bool = False) -> None:
+def run(*args: str | Path, quiet: bool = False, check: bool = True) -> int:
+    """Run one step; its process (and the graph it may start) dies with the demo
+    (``dualtalk_ros.procs``: parent-death signal), so a killed demo leaves nothing running."""
+    from dualtalk_ros import procs
+
     cmd = [str(a) for a in args]
     print("$", " ".join(cmd), flush=True)
     t0 = time.monotonic()
-    if quiet:  # keep the screen for the summary; show the log only when it fails
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+    pipe = subprocess.PIPE if quiet else None  # quiet: show the log only when it fails
+    proc = procs.popen(cmd, cwd=ROOT, stdout=pipe, stderr=pipe, text=True)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        if quiet:
+            sys.stderr.write((out or "")[-4000:] + (err or "")[-4000:])
+        if check:
             raise subprocess.CalledProcessError(proc.returncode, cmd)
-    else:
-        subprocess.run(cmd, check=True, cwd=ROOT)
     print(f"  ({time.monotonic() - t0:.1f} s)", flush=True)
+    return proc.returncode
 
 
 def conversation_facts(data: Path, clip: str) -> dict:
@@ -77,7 +83,8 @@ def replay_conversation(out: Path, checkpoint: Path, seconds: float, seed: int) 
     data = out / "conversation"
     run(dualtalk, "data", "synth", "-o", data, "--pairs", "1", "--seed", seed,
         "--splits", "test=1", "--min-rounds", "4" if seconds >= 20 else "3", "--max-rounds", "6",
-        "--min-seconds", seconds, "--max-seconds", seconds, quiet=True)
+        "--min-seconds", seconds, "--max-seconds", seconds,
+        "--face-stats", "legacy", quiet=True)  # the scale the bundled demo model learnt
     clip = sorted(p.name[: -len("_speaker1.wav")] for p in (data / "test").glob("*_speaker1.wav"))[0]
     agent, partner = data / "test" / f"{clip}_speaker1", data / "test" / f"{clip}_speaker2"
 
@@ -88,8 +95,13 @@ def replay_conversation(out: Path, checkpoint: Path, seconds: float, seed: int) 
     (bag,) = [p for p in bags.iterdir() if p.is_dir()]
 
     step("3. bring the graph up, replay in real time, record and score")
-    run(dualtalk_ros, "bag", "evaluate", bag, "-o", out, "--checkpoint", checkpoint, quiet=True)
+    # a failed run still writes its report (status failed/partial and why): show it, exit 1
+    code = run(dualtalk_ros, "bag", "evaluate", bag, "-o", out, "--checkpoint", checkpoint,
+               quiet=True, check=False)
+    if not (out / "report.json").exists():
+        raise subprocess.CalledProcessError(code, "dualtalk-ros bag evaluate")
     report = json.loads((out / "report.json").read_text())
+    report["evaluate_exit"] = code
     return report, agent, partner, conversation_facts(data, clip)
 
 
@@ -99,6 +111,8 @@ def fmt(value, spec: str = ".2f") -> str:
 
 def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: str,
                  seconds: float, elapsed: float, previews: list[Path]) -> str:
+    from dualtalk_ros import topics
+
     head = headline(report)
     frames, lat, node, hz = head["frames"], head["latency"], head["node"], head["hz"]
     metrics = report.get("metrics") or {}
@@ -109,14 +123,16 @@ def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: 
 
     rel = lambda p: os.path.relpath(p, Path.cwd())  # noqa: E731
     lines = [
-        f"DualTalk demo: done in {elapsed:.0f} s  (status: {report.get('status', '?')})",
+        f"DualTalk demo: done in {elapsed:.0f} s  (status: {report.get('status', '?')}"
+        + ("" if report.get("status") == "ok" else f": {report.get('status_reason', '')}")
+        + ")",
         f"  conversation  {seconds:.1f} s, {facts['rounds']} turns / {facts['phrases']} phrases,"
         f" {facts['voice']} voices",
         f"  model         {rel(checkpoint)}" + (f"  [{label}]" if label else ""),
         "  ROS graph     dualtalk-ros bringup conversation (conversation.yaml), "
         "real-time replay",
         f"  output        {frames.get('received', 0)}/{frames.get('expected', '?')} frames on "
-        f"agent/blendshapes at {fmt(hz, '.1f')} Hz; input-to-frame latency p50 "
+        f"{topics.AGENT_BLENDSHAPES} at {fmt(hz, '.1f')} Hz; input-to-frame latency p50 "
         f"{fmt(lat.get('p50'), '.0f')} ms, p95 {fmt(lat.get('p95'), '.0f')} ms; "
         f"node processing p50 {fmt(node.get('p50'), '.0f')} ms",
         f"  quality       MSE exp/jaw/pose {metric('MSE', 'EXP')} / {metric('MSE', 'JAW')} / "
@@ -139,8 +155,8 @@ def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: 
 
 def main() -> int:
     t_start = time.monotonic()
-    assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST", \
-        "run the demo through `make demo` (it confines DDS to loopback)"
+    from dualtalk_ros import loopback
+    assert loopback.is_confined(), "run the demo through `make demo` (it confines DDS to loopback)"
     out = Path(os.environ.get("DEMO_OUT", ROOT / "demo-output")).resolve()
     checkpoint = Path(os.environ.get("DEMO_CHECKPOINT") or DEMO_MODEL).resolve()
     seconds = float(os.environ.get("DEMO_SECONDS", "12" if CI else "30"))
@@ -152,11 +168,17 @@ def main() -> int:
     out.mkdir(parents=True)
     report, agent, partner, facts = replay_conversation(out, checkpoint, seconds, seed)
     dualtalk = BIN / "dualtalk"
+    if report.get("status") != "ok":
+        print(f"\nDualTalk demo: FAILED (status: {report.get('status')}: "
+              f"{report.get('status_reason', '')}); see {out / 'report.md'}", flush=True)
+        if not (out / "agent_motion.npy").exists():
+            return 1
 
     step("4. preview: partner | agent, drawn from the coefficients")
     previews = [out / "preview.mp4", out / "preview.gif", out / "preview.png"]
     common = ["--partner", out / "partner_motion.npy", "--audio", f"{agent}.wav",
-              "--partner-audio", f"{partner}.wav"]  # muxed into the MP4; "speaking" bars
+              "--partner-audio", f"{partner}.wav",  # muxed into the MP4; "speaking" bars
+              "--face-stats", "legacy"]             # the demo model's (and data's) scale
     run(dualtalk, "render", out / "agent_motion.npy", *common, "-o", previews[0], quiet=True)
     run(dualtalk, "render", out / "agent_motion.npy", *common, "--fps", "12.5",
         "--duration", min(seconds, 12.0), "-o", previews[1], quiet=True)
@@ -169,7 +191,7 @@ def main() -> int:
                         time.monotonic() - t_start, previews)
     (out / "summary.txt").write_text(text + "\n")
     print("\n" + text)
-    return 0 if report.get("status") == "ok" else 1
+    return 0 if report.get("status") == "ok" and report.get("evaluate_exit") == 0 else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ RUNS=${RUNS:-runs/demo-model}
 BIN=${VENV:-.venv}/bin
 LIMIT=(--max-minutes "${DEMO_MODEL_MINUTES:-20}")
 [[ -n "${DEMO_MODEL_STEPS:-}" ]] && LIMIT=(--max-steps "$DEMO_MODEL_STEPS")
-[[ -d $RUNS/data/train ]] || "$BIN/dualtalk" data synth -o "$RUNS/data" --pairs 200 --seed 0
+# --face-stats legacy: the demo model was trained on the first synthetic scale (expression ~0.1)
+[[ -d $RUNS/data/train ]] || "$BIN/dualtalk" data synth -o "$RUNS/data" --pairs 200 --seed 0 \
+    --face-stats legacy
 OMP_NUM_THREADS=2 "$BIN/dualtalk" train --config config/train_cpu.yaml --data "$RUNS/data" \
     --out "$RUNS/train" "${LIMIT[@]}" --no-progress
 "$BIN/dualtalk" evaluate --checkpoint "$RUNS/train/best.pt" --data "$RUNS/data" --split test \
@@ -23,5 +25,5 @@ OMP_NUM_THREADS=2 "$BIN/dualtalk" train --config config/train_cpu.yaml --data "$
     --per-clip "$RUNS/evaluation_per_clip.csv"
 "$BIN/dualtalk" export "$RUNS/train/best.pt" -o models/dualtalk_cpu_demo.pt --half \
     --label "DEMO MODEL: cpu preset trained 20 min on synthetic conversations only; for real use train on the DualTalk data set or convert the released checkpoint" \
-    --info '{"reproduce": "make demo-model (scripts/train_demo_model.sh)", "data": "dualtalk data synth --pairs 200 --seed 0", "config": "config/train_cpu.yaml"}'
+    --info '{"reproduce": "make demo-model (scripts/train_demo_model.sh)", "data": "dualtalk data synth --pairs 200 --seed 0 --face-stats legacy", "config": "config/train_cpu.yaml"}'
 cat "$RUNS/evaluation.md"

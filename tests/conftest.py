@@ -1,8 +1,10 @@
 """Test-wide set-up: DDS confined to loopback on a private domain, shared data paths.
 
-Every test run picks its own ROS_DOMAIN_ID (unless one is already set by ``make test``) and sets
-``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` before anything imports rclpy, so no DDS packet leaves
-loopback and parallel runs do not see each other.
+Every test run picks its own ROS_DOMAIN_ID (unless one is already set by ``make test``) and loads
+the loopback-only Fast DDS profile (``dualtalk_ros.loopback``: SHM + UDP on 127.0.0.1, no
+multicast; the same variables as ``scripts/with_ros_env.sh``) before anything imports rclpy, so
+no DDS packet leaves loopback and parallel runs do not see each other, also under a plain
+``pytest``. Node subprocesses inherit the environment.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from dualtalk_ros import loopback  # noqa: E402  (imports no rclpy)
+
+loopback.apply()
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
-os.environ.pop("ROS_STATIC_PEERS", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # never download weights in tests
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -10,13 +10,27 @@ import numpy as np
 
 
 def make_synth(root: Path, pairs: int = 5, seed: int = 0, splits: str = "train=0.8,test=0.2",
-               max_seconds: float = 8.0, max_rounds: int = 2, voice: str = "procedural"):
-    """A small procedural-voice data set (fast, byte-deterministic)."""
+               max_seconds: float = 8.0, max_rounds: int = 2, voice: str = "procedural",
+               face_stats: str = "real"):
+    """A small procedural-voice data set (fast, byte-deterministic); ``face_stats="legacy"``
+    for the hand-set scale the bundled demo model was trained on."""
     from dualtalk_core.data.synth import synthesize_dataset
 
     return synthesize_dataset(root, pairs, seed, splits=splits, min_rounds=1,
                               max_rounds=max_rounds, voice=voice, min_seconds=6.0,
-                              max_seconds=max_seconds)
+                              max_seconds=max_seconds, face_stats=face_stats)
+
+
+def tree_digest(root: Path) -> str:
+    """SHA-256 over every file's relative path and bytes under ``root`` (sorted)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def copy_clip(src_dir: Path, dst_dir: Path, clip: str, new_name: str | None = None,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dualtalk_core.model.checkpoint import (FORMAT, CheckpointError, load_checkpoint, read_payload,
-                                      save_checkpoint)
+from dualtalk_core.model.checkpoint import (FORMAT, CheckpointError, checkpoint_preset,
+                                           checkpoint_streaming, export_checkpoint,
+                                           load_checkpoint, read_payload, save_checkpoint)
 from dualtalk_core.model.config import get_preset
 from dualtalk_core.layout import DIM, FLAME56_NAMES
 from dualtalk_core.model.dualtalk import DualTalk
@@ -137,3 +138,56 @@ def test_light_frontend_checkpoint_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, x, torch.zeros(1, 13, DIM)),
                                    model(x, x, torch.zeros(1, 13, DIM)), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ typed preset / streaming fields
+def test_saved_checkpoint_records_its_preset_and_streaming_defaults(tiny_checkpoint, tmp_path):
+    from dualtalk_core.model.presets import preset
+
+    _, payload = load_checkpoint(tiny_checkpoint)
+    assert payload["preset"] == "tiny"
+    assert payload["streaming"] == preset("tiny").streaming_defaults()
+    model, _ = load_checkpoint(tiny_checkpoint)
+    path = save_checkpoint(tmp_path / "m.pt", model, preset="tiny",
+                           streaming={"window_s": 2.0, "hop_s": 0.2})
+    again = read_payload(path)
+    assert again["preset"] == "tiny" and again["streaming"] == {"window_s": 2.0, "hop_s": 0.2}
+    assert checkpoint_streaming(again) == {"window_s": 2.0, "hop_s": 0.2}
+
+
+def test_older_checkpoints_resolve_preset_and_streaming(repo_root, tmp_path):
+    """The bundled demo model predates the typed fields (and its training config is a path):
+    its network sizes match ``cpu``; export adds the fields."""
+    from dualtalk_core.model.presets import preset
+
+    demo = repo_root / "models" / "dualtalk_cpu_demo.pt"
+    payload = read_payload(demo)
+    assert "preset" not in payload and "streaming" not in payload
+    assert checkpoint_preset(payload) == "cpu"
+    assert checkpoint_streaming(payload) == preset("cpu").streaming_defaults()
+    exported = read_payload(export_checkpoint(demo, tmp_path / "demo.pt", half=True))
+    assert exported["preset"] == "cpu"
+    assert exported["streaming"] == preset("cpu").streaming_defaults()
+    # the training config's preset wins over size matching; nothing matching -> cpu
+    assert checkpoint_preset({"config": payload["config"], "extra": {
+        "training": {"config": {"model": "live"}}}}) == "live"
+    odd = get_preset("cpu").replace(d_model=64).to_dict()
+    assert checkpoint_preset({"config": odd, "extra": {}}) == "cpu"
+    with pytest.raises(CheckpointError, match="'preset'.*got 'huge'"):
+        checkpoint_preset({"preset": "huge"})
+    with pytest.raises(CheckpointError, match="'streaming'"):
+        checkpoint_streaming({"preset": "cpu", "streaming": [1, 2]})
+
+
+def test_converted_checkpoint_records_the_paper_streaming_defaults(tmp_path):
+    """convert-official: the released architecture streams with its size preset's window, the
+    paper's when its sizes are custom (as here: a 2-layer test wav2vec2)."""
+    from dualtalk_core.model.convert import convert_official
+    from dualtalk_core.model.presets import preset
+    from model_helpers import SMALL_W2V_RELEASED_LIKE, released_state_dict
+
+    src = tmp_path / "DualTalk.pth"
+    torch.save(released_state_dict(SMALL_W2V_RELEASED_LIKE, seed=1, old_style=True), src)
+    payload = read_payload(convert_official(src, tmp_path / "converted.pt"))
+    assert payload["preset"] == "paper"
+    assert payload["streaming"] == preset("paper").streaming_defaults()

@@ -103,10 +103,11 @@ def test_cli_pred_dir_writes_markdown_json_csv(synth_root, tmp_path, capsys):
     copy = data["methods"]["Copy partner"]["raw"]
     assert noisy["MSE"]["EXP"] < copy["MSE"]["EXP"]
     assert noisy["MSE"]["EXP"] == pytest.approx(0.05 ** 2, rel=0.2)
-    # lip-sync diagnostic: the synthetic jaw follows speech energy; noise weakens the relation
+    # lip-sync diagnostic: the synthetic jaw follows speech energy (on the real scale with
+    # EMOCA-like jitter, so not perfectly); noise weakens the relation
     r_pred = data["methods"]["preds"]["extras"]["jaw_speech_r"]
     r_gt = data["reference"]["jaw_speech_r"]
-    assert r_gt > 0.8 and 0.2 < r_pred < r_gt
+    assert r_gt > 0.5 and 0.2 < r_pred < r_gt
     assert abs(data["methods"]["Copy partner"]["extras"]["jaw_speech_r"]) < 0.3
     assert "*ground truth (reference)*" in md
     rows = list(csv.DictReader((out / "pc.csv").open()))
@@ -135,3 +136,54 @@ def test_cli_errors_are_clear(synth_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="need the training split"):
         run_command("evaluate", ["evaluate", "--data", str(synth_root), "--baselines", "mean",
                                  "--train-split", "nope"])
+
+
+def test_cli_one_sided_clip_gets_a_neutral_partner_and_says_so(synth_root, tmp_path):
+    """A clip with ground truth for one side only (like the DualTalk demo clips): the other
+    side's motion is absent, so the scored side's partner face is the neutral face."""
+    import shutil
+
+    clip = sorted(p.name[:-len("_speaker1.npz")] for p in (synth_root / "test").glob(
+        "*_speaker1.npz"))[0]
+    flat = tmp_path / "clip"
+    flat.mkdir()
+    for suffix in ("_speaker1.wav", "_speaker2.wav", "_speaker1.npz"):
+        shutil.copy(synth_root / "test" / f"{clip}{suffix}", flat / f"{clip}{suffix}")
+    pred_dir = tmp_path / "p"
+    pred_dir.mkdir()
+    gt = load_split(flat, None, allow_missing_partner_motion=True)[0][0].target_motion
+    np.save(pred_dir / f"{clip}_speaker1.npy", 0.5 * gt)       # moves half as much
+    out = tmp_path / "r.json"
+    md = tmp_path / "r.md"
+    assert run_command("evaluate", ["evaluate", "--pred-dir", str(pred_dir), "--data", str(flat),
+                                    "--split", ".", "--baselines", "none", "--json", str(out),
+                                    "--markdown", str(md)]) == 0
+    data = json.loads(out.read_text())
+    extras = data["methods"]["p"]["extras"]
+    assert data["methods"]["p"]["n_clips"] == 1
+    assert extras["exp_std_ratio"] == pytest.approx(0.5, rel=1e-3)
+    assert extras["jaw_std_ratio"] == pytest.approx(0.5, rel=1e-3)
+    assert extras["jaw_r"] == pytest.approx(1.0, abs=1e-6)
+    assert data["reference"]["jaw_speech_r"] == pytest.approx(extras["jaw_speech_r"], abs=1e-6)
+    assert "jaw_speech_r_all" in data["reference"]
+    assert any("NEUTRAL partner face" in n for n in data["notes"])
+    assert "NEUTRAL partner face" in md.read_text()
+
+
+def test_real_sample_clip_with_the_bundled_demo_model(sample_dir, repo_root, tmp_path):
+    """The real-clip check of the model card (models/README.md): speaker 1 of the sample clip,
+    speaker 2's face absent (neutral partner face)."""
+    checkpoint = repo_root / "models" / "dualtalk_cpu_demo.pt"
+    out = tmp_path / "real.json"
+    assert run_command("evaluate", ["evaluate", "--checkpoint", str(checkpoint), "--data",
+                                    str(sample_dir), "--split", ".", "--baselines", "none",
+                                    "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    (method,) = data["methods"].values()
+    extras = method["extras"]
+    assert method["n_clips"] == 1 and any("NEUTRAL" in n for n in data["notes"])
+    for key in ("exp_std_ratio", "jaw_std_ratio", "jaw_r", "jaw_speech_r", "jaw_speech_r_all"):
+        assert np.isfinite(extras[key]), key
+    # the legacy-scale demo model barely moves a real face but for the jaw (issue 19)
+    assert extras["exp_std_ratio"] < 0.5
+    assert 0.0 < data["reference"]["jaw_speech_r_all"] < 0.8

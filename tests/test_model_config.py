@@ -1,9 +1,11 @@
-"""DualTalkConfig: validation names the field, YAML/dict round trips, presets are fresh copies."""
+"""DualTalkConfig: validation names the field, YAML/dict round trips, presets are fresh copies;
+the preset registry holds each preset's model and streaming defaults together."""
 from __future__ import annotations
 
 import pytest
 
-from dualtalk_core.model.config import PRESETS, DualTalkConfig, get_preset
+from dualtalk_core.model.config import DualTalkConfig, get_preset
+from dualtalk_core.model.presets import PRESETS, match_preset, preset, preset_names
 
 
 def test_defaults_are_the_released_model():
@@ -47,7 +49,7 @@ def test_unknown_keys_are_rejected_by_name():
 
 
 def test_unknown_preset_and_fresh_copies():
-    with pytest.raises(ValueError, match="tiny"):
+    with pytest.raises(ValueError, match="unknown preset 'huge'.*tiny"):
         get_preset("huge")
     a = get_preset("tiny")
     a.wav2vec2["hidden_size"] = 999
@@ -104,3 +106,30 @@ def test_enhancer_residual_adds_the_partner_speech_to_the_attention_output(resid
         enhancer.cross_attention.in_proj_weight.zero_()
         changed = enhancer(a + 1.0, m)
     assert torch.allclose(changed, enhancer(a, m), atol=1e-6) is (not residual)
+
+
+def test_registry_holds_model_and_streaming_defaults_together():
+    assert preset_names() == list(PRESETS) and {"paper", "base", "cpu", "tiny"} <= set(PRESETS)
+    for name in preset_names():
+        entry = preset(name)
+        assert entry.model_config() == get_preset(name)
+        stream = entry.streaming_config()            # validated StreamingConfig
+        assert stream.lookahead_s > 0 and stream.hop_frames >= 1
+        # the cross-fade is derived (unset): the longest the hop and lookahead allow
+        assert stream.crossfade_s is None
+        assert stream.crossfade_frames == min(stream.hop_frames, stream.lookahead_frames - 1)
+    assert all(preset(n).runner == "window" for n in ("paper", "base", "cpu", "tiny"))
+    assert preset("cpu").streaming_config().window_s == 4.0
+    assert preset("paper").streaming_config().window_s == 2.0
+    with pytest.raises(ValueError, match="unknown preset 'huge'; expected one of"):
+        preset("huge")
+
+
+def test_match_preset_by_network_sizes():
+    for name in preset_names():
+        assert match_preset(get_preset(name)) == name
+    # training options (dropout, input scaling, residual) do not change which preset it is
+    trained = get_preset("cpu").replace(interaction_dropout=0.1, partner_motion_scale=10.0,
+                                        enhancer_residual=True, alignment_bias=True)
+    assert match_preset(trained) == "cpu"
+    assert match_preset(get_preset("cpu").replace(d_model=64)) is None

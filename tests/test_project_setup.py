@@ -41,12 +41,14 @@ def test_makefile_targets_set_up_the_venv_and_confine_dds():
         assert "setup" in rule.group(1).split(), f"'make {target}' must depend on setup"
         assert "with_ros_env.sh" in rule.group(2), f"'make {target}' must confine DDS"
     env_script = (ROOT / "scripts" / "with_ros_env.sh").read_text()
-    assert "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in env_script
+    assert "fastdds_loopback.xml" in env_script and "FASTDDS_DEFAULT_PROFILES_FILE" in env_script
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT" in env_script
     assert "ROS_DOMAIN_ID" in env_script
 
 
 def test_tests_run_confined_to_loopback():
-    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    from dualtalk_ros import loopback
+    assert loopback.is_confined()
     assert 0 < int(os.environ["ROS_DOMAIN_ID"]) <= 101
 
 

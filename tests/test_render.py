@@ -11,6 +11,7 @@ import soundfile as sf
 from PIL import Image
 
 from dualtalk_core.media import render, video
+from dualtalk_core.media.face_readout import FaceReadout, readout_for
 from dualtalk_core.data import synth
 from dualtalk_core.cli import main as dualtalk
 from dualtalk_core.signals import pearson
@@ -19,7 +20,8 @@ from dualtalk_core.layout import DIM, EXP, JAW, POSE, SAMPLE_RATE, SAMPLES_PER_F
 
 JAW_OPEN, PITCH, YAW, ROLL = JAW.start, POSE.start, POSE.start + 1, POSE.start + 2
 BLINK = EXP.start + synth.BLINK_DIM
-CFG = render.RenderConfig()
+CFG = render.RenderConfig(readout=FaceReadout.legacy())   # drawing mechanics, legacy units
+REAL = render.RenderConfig()                                # default: the calibrated real scale
 SIZE = CFG.size
 
 
@@ -60,18 +62,24 @@ def centroid(img, colour) -> np.ndarray:
 
 
 def test_config_defaults_are_the_synthetic_rules_and_validated():
-    assert CFG.mouth_dims == synth.MOUTH_DIMS and CFG.smile_dims == synth.SMILE_DIMS
-    assert CFG.blink_dim == synth.BLINK_DIM and CFG.blink_full == synth.BLINK_AMPLITUDE
-    for bad in ({"size": 10}, {"fps": 0}, {"jaw_full": 0}, {"smile_dims": (5,)},
-                {"mouth_dims": (0, 2, 99)}, {"blink_dim": 50}):
+    legacy = CFG.readout
+    assert [i for i, v in enumerate(legacy.smile) if v] == list(synth.SMILE_DIMS)
+    assert legacy.blink[synth.BLINK_DIM] == synth.BLINK_AMPLITUDE
+    assert REAL.readout == readout_for("real") and REAL.readout.label == "real"
+    for bad in ({"size": 10}, {"fps": 0}, {"max_angle": 0}, {"readout": "legacy"}):
         with pytest.raises(ValueError):
             render.RenderConfig(**bad)
+    fields = dict(rest=(0.0,) * 50, mouth=(0.0,) * 50, smile=(1.0,) * 50, blink=(1.0,) * 50,
+                  jaw_rest=0.0, jaw_full=0.25)
+    for bad in ({"jaw_full": 0.0}, {"smile": (0.0,) * 50}, {"blink": (1.0,) * 49}):
+        with pytest.raises(ValueError):
+            FaceReadout(**{**fields, **bad})
 
 
 def test_mouth_opening_follows_the_jaw_in_a_gif(tmp_path):
     agent = jaw_ramp()
     partner = np.zeros_like(agent)
-    out = render.render_to_file(tmp_path / "ramp.gif", agent, partner)
+    out = render.render_to_file(tmp_path / "ramp.gif", agent, partner, config=CFG)
     with Image.open(out) as gif:
         assert gif.n_frames == len(agent) and gif.info["loop"] == 0
         assert gif.size == (2 * SIZE, next(render.render_frames(agent[:1])).shape[0])
@@ -87,7 +95,7 @@ def test_mouth_opening_follows_the_jaw_in_a_gif(tmp_path):
     rows = np.nonzero(near(agent_panel(frames[hi]), CFG.agent.mouth, 12).any(axis=1))[0]
     assert counts[hi] > 0.01 * SIZE ** 2 and np.ptp(rows) > 0.1 * SIZE   # clearly visible
     # exact (un-quantised) frames say the same, and the partner's still mouth does not move
-    exact = list(render.render_frames(agent, partner))
+    exact = list(render.render_frames(agent, partner, config=CFG))
     assert monotonic([mouth_pixels(f) for f in exact][lo:hi + 1])
     left = [int(near(f[:, :SIZE], CFG.partner.mouth, 4).sum()) for f in exact]
     assert max(left) == min(left)
@@ -99,18 +107,18 @@ def test_blink_closes_the_eyes_and_pose_moves_the_face():
     blink[BLINK] = synth.BLINK_AMPLITUDE
     half = still.copy()
     half[BLINK] = synth.BLINK_AMPLITUDE / 2
-    open_, half_, shut = (eye_pixels(render.draw_face(c)) for c in (still, half, blink))
+    open_, half_, shut = (eye_pixels(render.draw_face(c, CFG)) for c in (still, half, blink))
     assert open_ > half_ > shut and shut < 0.05 * open_
-    base = np.asarray(render.draw_face(still), int)
+    base = np.asarray(render.draw_face(still, CFG), int)
     rolled = still.copy()
     rolled[ROLL] = 0.3
-    changed = (np.abs(np.asarray(render.draw_face(rolled), int) - base).sum(-1) > 30).mean()
+    changed = (np.abs(np.asarray(render.draw_face(rolled, CFG), int) - base).sum(-1) > 30).mean()
     assert changed > 0.03
-    iris = centroid(render.draw_face(still), CFG.agent.iris)
+    iris = centroid(render.draw_face(still, CFG), CFG.agent.iris)
     for dim, axis, sign in ((YAW, 0, +1), (PITCH, 1, +1)):   # yaw: viewer's right; pitch: down
         turned = still.copy()
         turned[dim] = 0.3
-        shift = centroid(render.draw_face(turned), CFG.agent.iris) - iris
+        shift = centroid(render.draw_face(turned, CFG), CFG.agent.iris) - iris
         assert sign * shift[axis] > 0.05 * SIZE, (dim, shift)
 
 
@@ -125,8 +133,8 @@ def test_smile_raises_the_mouth_corners():
         ys, xs = np.nonzero(near(box, CFG.agent.line, 40))
         off = np.abs(xs - box.shape[1] / 2)
         return ys[off > 0.08 * SIZE].mean() - ys[off < 0.02 * SIZE].mean()
-    assert abs(corner_minus_middle(render.draw_face(still))) < 2       # a straight line
-    assert corner_minus_middle(render.draw_face(smile)) < -0.02 * SIZE  # corners higher
+    assert abs(corner_minus_middle(render.draw_face(still, CFG))) < 2       # a straight line
+    assert corner_minus_middle(render.draw_face(smile, CFG)) < -0.02 * SIZE  # corners higher
 
 
 def test_wild_values_never_crash():
@@ -228,3 +236,50 @@ def test_length_mismatch_trims_and_logs(caplog):
     frames = list(render.render_frames(agent, agent[:15]))
     assert len(frames) == 15
     assert "rendering the first 15" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------
+# the calibrated real scale (the default): mouth, smile and blink still show
+
+def test_real_scale_mouth_smile_and_blink_show():
+    from dualtalk_core.data.face_stats import resolve_face_stats
+    from dualtalk_core.data.synth_face import SMILE_PEAK
+
+    stats = resolve_face_stats("real")
+    rest = np.zeros(DIM, np.float32)
+    rest[EXP] = stats.exp_mean
+    rest[JAW_OPEN] = stats.jaw_silent_mean
+    # mouth: the jaw from its silent level to its 95th percentile, exp following it
+    frames = []
+    for k in np.linspace(0.0, 1.0, 6):
+        c = rest.copy()
+        jaw = stats.jaw_silent_mean + k * (stats.jaw_p95 - stats.jaw_silent_mean)
+        c[JAW_OPEN] = jaw
+        c[EXP] += np.asarray(stats.jaw_exp_beta) * (jaw - stats.jaw_silent_mean)
+        frames.append(mouth_pixels(np.asarray(render.draw_face(c, REAL))))
+    assert monotonic(frames) and frames[-1] > 0.01 * SIZE ** 2, frames
+    # blink: one blink-like event along the measured direction shuts the eyes
+    shut = rest.copy()
+    shut[EXP] += stats.blink_direction
+    half = rest.copy()
+    half[EXP] += 0.5 * np.asarray(stats.blink_direction)
+    open_, half_, closed = (eye_pixels(render.draw_face(c, REAL)) for c in (rest, half, shut))
+    assert open_ > half_ > closed and closed < 0.05 * open_
+    # smile: a saturated listening smile raises the corners
+    smile = rest.copy()
+    smile[EXP] += SMILE_PEAK * np.asarray(stats.smile_direction)
+    assert render.face_controls(smile, REAL)["smile"] == pytest.approx(1.0)
+    assert render.face_controls(rest, REAL)["smile"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_real_scale_synthetic_clip_shows_speech_in_the_mouth(tmp_path):
+    """A whole synthetic conversation on the default scale: the drawn mouth follows speech."""
+    from data_helpers import make_synth
+    from dualtalk_core.data.dataset import load_split
+    from dualtalk_core.signals import speech_energy_per_frame
+
+    make_synth(tmp_path, pairs=1, seed=4, splits="train=1", max_seconds=8)
+    (side, *_), _ = load_split(tmp_path, "train")
+    counts = [mouth_pixels(f) for f in render.render_frames(side.target_motion, config=REAL)]
+    env = speech_energy_per_frame(side.self_audio, side.num_frames)
+    assert pearson(counts, env) > 0.4

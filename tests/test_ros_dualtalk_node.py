@@ -362,3 +362,148 @@ def test_unavailable_cuda_is_a_startup_error(ros_context, tiny_checkpoint):
         pytest.skip("this machine has CUDA")
     with pytest.raises(StartupError, match="cuda.*no usable CUDA"):
         _dualtalk(ros_context, tiny_checkpoint, device="cuda")
+
+
+# ------------------------------------------------------------------ parameters (issue 15)
+def _set_over_dds(ex, probe, params) -> list:
+    """``ros2 param set`` as a remote node does it: the SetParameters service over DDS."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe, "dualtalk_node")
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.set_parameters(params)
+    assert spin_until(ex, future.done, 10.0)
+    return list(future.result().results)
+
+
+def test_set_parameters_read_only_refused_dynamic_applied(ros_context, tiny_checkpoint):
+    from rclpy.parameter import Parameter
+
+    node = _dualtalk(ros_context, tiny_checkpoint)
+    probe = Node("probe", context=ros_context)
+    pub_p = probe.create_publisher(AudioChunk, "partner/audio", reliable_qos(100))
+    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(probe)
+    try:
+        hop = node.config.hop_s
+        for name, value in (("hop_s", 0.2), ("checkpoint", "other.pt"),
+                            ("partner_audio_topic", "x")):
+            (r,) = _set_over_dds(ex, probe, [Parameter(name, value=value)])
+            assert not r.successful and "read-only" in r.reason and name in r.reason
+        assert node.config.hop_s == hop and node.get_parameter("hop_s").value == hop
+        (r,) = _set_over_dds(ex, probe, [Parameter("end_of_stream_s", value=-1.0)])
+        assert not r.successful
+        assert "end_of_stream_s" in r.reason and "-1.0" in r.reason and "3600" in r.reason
+        assert node.config.end_of_stream_s == 1.0
+        results = _set_over_dds(ex, probe, [
+            Parameter("end_of_stream_s", value=2.5), Parameter("restart_after_rewind_s", value=2.0),
+            Parameter("frame_id", value="robot_face"),
+            Parameter("diagnostics_period_s", value=0.2)])
+        assert all(r.successful for r in results), [r.reason for r in results]
+        assert node.config.end_of_stream_s == 2.5 and node.config.restart_after_rewind_s == 2.0
+        assert node.settings.frame_id == "robot_face" and node.settings.diagnostics_period_s == 0.2
+        # still running, with the new frame_id on its output
+        assert spin_until(ex, lambda: pub_p.get_subscription_count() > 0, 10.0)
+        for i in range(0, 2 * SAMPLE_RATE, 320):
+            pub_p.publish(numpy_to_audio_chunk(np.zeros(320, np.float32), SAMPLE_RATE, i,
+                                               stamp=sec_to_stamp(50.0 + i / SAMPLE_RATE)))
+        assert spin_until(ex, lambda: len(frames.msgs) >= 10, 20.0), node.diagnostics_values()
+        assert frames.msgs[0].header.frame_id == "robot_face"
+    finally:
+        ex.shutdown()
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+def test_streaming_settings_merge_preset_file_params(ros_context, tiny_checkpoint, tmp_path):
+    """Only hop_s given: the cross-fade follows (no start-up error); streaming_preset is kept
+    when a streaming_config_file is given (preset -> file -> parameters)."""
+    node = _dualtalk(ros_context, tiny_checkpoint, hop_s=0.2, warmup=False)
+    try:
+        c = node.config
+        assert (c.window_s, c.lookahead_s, c.hop_s, c.crossfade_frames) == (4.0, 0.4, 0.2, 5)
+        assert node.get_parameter("window_s").value == 4.0      # the preset's, declared
+    finally:
+        node.close()
+        node.destroy_node()
+    file = tmp_path / "s.yaml"
+    file.write_text("streaming:\n  lookahead_s: 0.32\n  max_gap_s: 2.0\n")
+    node = _dualtalk(ros_context, tiny_checkpoint, streaming_preset="paper", warmup=False,
+                     streaming_config_file=str(file), max_gap_s=3.0)
+    try:
+        c = node.config
+        assert (c.window_s, c.lookahead_s, c.max_gap_s) == (2.0, 0.32, 3.0)
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("params, pattern", [
+    ({"hop_s": 0.2, "crossfade_s": 0.36}, r"crossfade_s: expected .*\[0, 0\.2\].*got 0\.36"),
+    ({"lookahead_s": 0.3}, r"lookahead_s: expected a multiple of 0\.04 s.*got 0\.3"),
+    ({"streaming_preset": "huge"}, r"streaming_preset.*one of \['auto', .*'cpu'.*got 'huge'"),
+    ({"hop_s": "fast"}, r"'hop_s'.*fast.*expected a value in \[0\.04, 10\.0\]"),
+    ({"hop_s": 20.0}, r"'hop_s'.*20\.0.*10\.0"),
+])
+def test_a_configuration_that_cannot_work_fails_at_startup(ros_context, tiny_checkpoint,
+                                                           params, pattern):
+    from dualtalk_ros.params import ParamError
+
+    with pytest.raises((StartupError, ParamError), match=pattern):
+        _dualtalk(ros_context, tiny_checkpoint, warmup=False, **params)
+
+
+def test_far_sample_index_is_survived_and_25hz_resumes(ros_context, tiny_checkpoint):
+    """Issue 20: a partner and an agent chunk at sample index 2**40 (a 4 TiB gap) - the node
+    keeps running, counts it, and normal input is published at 25 Hz again."""
+    node = _dualtalk(ros_context, tiny_checkpoint)
+    probe = Node("probe", context=ros_context)
+    pub_p = probe.create_publisher(AudioChunk, "partner/audio", reliable_qos(100))
+    pub_a = probe.create_publisher(AudioChunk, "agent/audio", reliable_qos(100))
+    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(probe)
+    tone = (0.1 * np.sin(np.arange(320) / 5.0)).astype(np.float32)
+    base = probe.get_clock().now().nanoseconds / NS
+    sent = {"i": 0}
+
+    def send():       # real-time partner audio, 20 ms chunks, stamped on the ROS clock
+        now = probe.get_clock().now().nanoseconds / NS
+        while (sent["i"] + 320) / SAMPLE_RATE <= now - base:
+            i = sent["i"]
+            pub_p.publish(numpy_to_audio_chunk(tone, SAMPLE_RATE, i,
+                                               stamp=sec_to_stamp(base + i / SAMPLE_RATE)))
+            sent["i"] += 320
+
+    try:
+        assert spin_until(ex, lambda: pub_p.get_subscription_count() > 0
+                          and pub_a.get_subscription_count() > 0, 10.0)
+        base = probe.get_clock().now().nanoseconds / NS
+        probe.create_timer(0.01, send)
+        assert spin_until(ex, lambda: len(frames.msgs) >= 10, 20.0), node.diagnostics_values()
+        far = 2 ** 40
+        now = sec_to_stamp(probe.get_clock().now().nanoseconds / NS)
+        pub_a.publish(numpy_to_audio_chunk(tone, SAMPLE_RATE, far, stamp=now))
+        pub_p.publish(numpy_to_audio_chunk(tone, SAMPLE_RATE, far, stamp=now))
+        assert spin_until(ex, lambda: node.counters["index_jumps"] >= 1, 10.0)
+        # the normal stream goes on (from its own index): a new conversation, then 25 Hz again
+        assert spin_until(ex, lambda: node.counters["conversation_restarts"] >= 2, 10.0)
+        n0 = len(frames.msgs)
+        assert spin_until(ex, lambda: len(frames.msgs) >= n0 + 110, 20.0), node.diagnostics_values()
+        arrivals = np.array([t for t, _ in frames.items[n0 + 10:n0 + 110]])
+        rate = 99 / (arrivals[-1] - arrivals[0])
+        values = node.diagnostics_values()
+    finally:
+        ex.shutdown()
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()
+    assert 22.5 <= rate <= 27.5 * 1.05, f"output rate {rate:.1f} Hz"
+    assert values["model_errors"] == 0 and values.get("publish_errors", 0) == 0
+    assert node.engine.buffered_samples <= node.config.max_backlog_samples
+    stamps = [stamp_to_ns(m.header.stamp) for m in frames.msgs[n0:n0 + 100]]
+    assert np.all(np.diff(stamps) == 40_000_000)

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from dualtalk_core.layout import DIM, FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
-from dualtalk_core.streaming.engine import (
-    COUNTER_NAMES, OutputFrame, StreamingConfig, StreamingEngine, default_streaming_config)
+from dualtalk_core.model.presets import PRESETS, preset
+from dualtalk_core.streaming.config import StreamingConfig
+from dualtalk_core.streaming.engine import StreamingEngine
+from dualtalk_core.streaming.frames import COUNTER_NAMES, OutputFrame
 from streaming_helpers import feed, make_signals, single_thread, tiny_model, weights
 
 SECONDS = 4.0
@@ -274,7 +276,7 @@ def test_long_gap_resynchronises(model, signals):
 def test_backlog_limit_skips_to_the_newest_hop(model, signals):
     """A consumer that fell behind (3 s of audio arrived at once) skips whole hops to stay live."""
     partner = signals[0]
-    cfg = StreamingConfig(max_backlog_s=0.4)
+    cfg = StreamingConfig(max_overdue_s=0.4)
     engine = StreamingEngine(model, cfg)
     engine.push_partner_audio(partner[: 3 * SAMPLE_RATE], 0)
     frames = engine.pull()
@@ -378,12 +380,12 @@ def test_crossfade_smooths_hop_boundaries(model, signals):
 
 
 def test_config_validation_and_yaml(tmp_path):
-    cfg = default_streaming_config("cpu")
+    cfg = preset("cpu").streaming_config()
     path = tmp_path / "s.yaml"
     cfg.to_yaml(path)
     assert StreamingConfig.from_yaml(path) == cfg
-    for preset in ("tiny", "cpu", "base", "paper"):
-        assert default_streaming_config(preset).lookahead_s > 0
+    for name in PRESETS:
+        assert preset(name).streaming_config().lookahead_s > 0
     with pytest.raises(ValueError, match="hop_s"):
         StreamingConfig(hop_s=0.05)
     with pytest.raises(ValueError, match="window_s"):
@@ -397,7 +399,7 @@ def test_config_validation_and_yaml(tmp_path):
     with pytest.raises(ValueError, match="off_db"):
         StreamingConfig.from_dict({"vad": {"on_db": -50.0, "off_db": -40.0}})
     with pytest.raises(ValueError, match="unknown preset"):
-        default_streaming_config("huge")
+        preset("huge")
     bad = tmp_path / "bad.yaml"
     bad.write_text("streaming:\n  hop_s: -1\n")
     with pytest.raises(ValueError, match="bad.yaml"):

@@ -1,4 +1,6 @@
-"""Synthetic conversations: layout, determinism, turn-taking, and the learnable motion rules."""
+"""Synthetic conversations: layout, determinism, turn-taking, and the learnable motion rules,
+on the legacy scale (the bundled demo model's data, kept byte for byte) and on the calibrated
+real scale (the default)."""
 from __future__ import annotations
 
 import json
@@ -17,14 +19,18 @@ from dualtalk_core.data.synth import (
 from dualtalk_core.signals import (jaw_energy_correlation, pearson, speaking_mask,
                                    speech_energy_per_frame)
 
-from data_helpers import files_bytes, make_synth, run_module_main
+from data_helpers import files_bytes, make_synth, run_module_main, tree_digest
+
+# make_synth(pairs=3, seed=7, face_stats="legacy") as written before the calibrated scale existed
+LEGACY_DIGEST = "49ec16774e495f9391c217cdc7c792b293428b864c35c809bbc73b9861ae7d89"
 
 
 @pytest.fixture(scope="module")
 def synth6(tmp_path_factory):
+    """The legacy scale: its rules' hand-set sizes are what these tests pin down."""
     root = tmp_path_factory.mktemp("synth6")
     summary = synthesize_dataset(root, 6, seed=5, splits="train=0.5,test=0.5", voice="procedural",
-                                 min_rounds=2, max_rounds=6, max_seconds=20)
+                                 min_rounds=2, max_rounds=6, max_seconds=20, face_stats="legacy")
     return root, summary
 
 
@@ -45,6 +51,12 @@ def test_layout_and_file_formats(synth6):
                     assert t == layout.num_frames_for_samples(info.frames)
     sides, report = load_split(root, "test")
     assert report.issues == [] and len(sides) == 6
+
+
+def test_legacy_scale_is_byte_identical_to_the_data_before_calibration(tmp_path):
+    make_synth(tmp_path, pairs=3, seed=7, face_stats="legacy")
+    assert tree_digest(tmp_path) == LEGACY_DIGEST
+    assert "face_stats" not in json.loads((tmp_path / "synth.json").read_text())
 
 
 def test_same_seed_gives_byte_identical_files_other_seed_differs(tmp_path):
@@ -162,3 +174,97 @@ def test_synth_command(tmp_path):
     code, _ = run_module_main(data_cmd, ["synth", "-o", str(tmp_path / "x"), "--pairs", "1",
                                          "--splits", "train=2"])
     assert code == 2
+
+
+# --------------------------------------------------------------------------------------------
+# the calibrated real scale (default)
+
+@pytest.fixture(scope="module")
+def synth_real(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth_real")
+    synthesize_dataset(root, 6, seed=5, splits="train=1", voice="procedural", min_rounds=3,
+                       max_rounds=6, min_seconds=20, max_seconds=30)
+    return root
+
+
+def test_default_scale_matches_the_real_statistics(synth_real):
+    from dualtalk_core.data.face_stats import resolve_face_stats
+    from dualtalk_core.data.stats_table import group_stats, load_motions
+
+    stats = resolve_face_stats("real")
+    assert json.loads((synth_real / "synth.json").read_text())["face_stats"] == "real"
+    got = group_stats(load_motions([synth_real]))
+    want_exp = float(np.median(stats.exp_std))
+    assert 0.7 < got["exp_std_median"] / want_exp < 1.4, (got, want_exp)
+    assert 0.5 < got["exp_std_max"] / max(stats.exp_std) < 1.5
+    assert 0.5 < got["jaw_std"] / stats.jaw_std < 2.0
+    assert 0.5 < got["jaw_vel_std"] / stats.jaw_vel_std < 2.0
+    assert 0.5 < got["pose_std"] / float(np.mean(stats.head_std)) < 2.0
+    legacy_like = 0.1   # the legacy scale's all-values exp std; real tracks are ~10x that
+    assert got["exp_std_all"] > 5 * legacy_like
+
+
+def test_real_scale_keeps_the_rules(synth_real):
+    from dualtalk_core.data.face_stats import resolve_face_stats
+
+    stats = resolve_face_stats("real")
+    meta = json.loads((synth_real / "synth.json").read_text())
+    sides, _ = load_split(synth_real, "train")
+    rest, beta, smile_dir = stats.vec("exp_mean"), stats.vec("jaw_exp_beta"), \
+        stats.vec("smile_direction")
+    own, partner, mouth = [], [], []
+    pitch_near, pitch_far, smile_near, smile_far = [], [], [], []
+    for s in sides:
+        m = s.target_motion.astype(np.float64)
+        jaw = m[:, layout.JAW.start]
+        own.append(jaw_energy_correlation(jaw, s.self_audio))
+        partner.append(jaw_energy_correlation(jaw, s.partner_audio))
+        env = speech_energy_per_frame(s.self_audio, s.num_frames)
+        mouth.append(pearson((m[:, layout.EXP] - rest) @ beta, env))
+        ends = [p[2] // layout.SAMPLES_PER_FRAME for p in meta["clips"][s.clip]["phrases"]
+                if p[0] == s.partner_speaker and not p[4]]
+        near = np.zeros(s.num_frames, bool)
+        for e in ends:
+            near[e + 3:e + 18] = True
+        listen = ~(env > 0.01)
+        smile = (m[:, layout.EXP] - rest) @ smile_dir / (smile_dir @ smile_dir)
+        pitch = m[:, layout.POSE.start]
+        pitch_near.append(pitch[near & listen])
+        pitch_far.append(pitch[~near & listen])
+        smile_near.append(smile[near & listen])
+        smile_far.append(smile[~near & listen])
+    assert np.median(own) > 0.5 and np.median(partner) < 0.3, (own, partner)
+    assert np.median(mouth) > 0.4, mouth                       # jaw-coupled exp directions
+    nod = np.concatenate(pitch_near).mean() - np.concatenate(pitch_far).mean()
+    assert nod > 0.5 * stats.head_std[0], nod                  # a nod on the real pitch scale
+    assert np.concatenate(smile_near).mean() > np.concatenate(smile_far).mean() + 0.1
+
+
+def test_real_scale_silent_speaker_keeps_the_jaw_at_rest():
+    from dualtalk_core.data.face_stats import resolve_face_stats
+    from dualtalk_core.data.synth_face import draw_identity, make_calibrated_motion
+
+    stats = resolve_face_stats("real")
+    rng = np.random.default_rng(3)
+    t = 500
+    noise = rng.normal(0.0, MIC_NOISE_STD, t * layout.SAMPLES_PER_FRAME).astype(np.float32)
+    persona = Persona.draw(rng, stats.vec("identity_std"))
+    assert np.abs(persona.exp_offset).max() < 6 * max(stats.identity_std)
+    motion = make_calibrated_motion(noise, t, persona, np.zeros(t, bool), [], rng, stats)
+    jaw = motion[:, layout.JAW.start]
+    assert abs(jaw.mean() - stats.jaw_silent_mean) < 2 * stats.jaw_silent_std
+    assert jaw.std() < 1.5 * stats.jaw_silent_std                # jitter only, no speech drive
+    assert draw_identity(rng, stats).shape == (50,)
+
+
+def test_synth_command_face_stats_option(tmp_path):
+    from dualtalk_core.commands import data as data_cmd
+
+    args = ["synth", "--pairs", "1", "--seed", "1", "--voice", "procedural", "--splits",
+            "train=1", "--max-rounds", "1", "--max-seconds", "6"]
+    code, out = run_module_main(data_cmd, [*args, "-o", str(tmp_path / "l"), "--face-stats",
+                                           "legacy"])
+    assert code == 0 and "faces=legacy" in out
+    code, _ = run_module_main(data_cmd, [*args, "-o", str(tmp_path / "m"), "--face-stats",
+                                         str(tmp_path / "missing.json")])
+    assert code == 2 and not (tmp_path / "m").exists()

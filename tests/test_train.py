@@ -2,6 +2,7 @@
 the validation loss falls, resume reproduces the uninterrupted curve, torchrun (gloo) works."""
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -201,7 +202,7 @@ def test_torchrun_two_processes_gloo(data_root, tmp_path):
         torchrun = shutil.which("torchrun")
     assert torchrun, "torchrun not found next to the interpreter"
     cfg = tmp_path / "cfg.yaml"
-    TrainConfig(**TINY).to_yaml(cfg)
+    TrainConfig(**TINY, grad_accum_steps=2).to_yaml(cfg)   # accumulation under DDP (no_sync)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m",
            "dualtalk_core.commands.train", "--config", str(cfg), "--data", str(data_root),
@@ -217,3 +218,132 @@ def test_torchrun_two_processes_gloo(data_root, tmp_path):
     assert len(training["rng"]) == 2                      # every rank's RNG state is kept
     rows = read_log(tmp_path / "ddp" / "log.csv")
     assert [r["step"] for r in rows if r["kind"] == "train_step"] == [1, 2, 3, 4]
+    assert all(r["samples_per_s"] > 0 for r in rows if r["kind"] == "train_step")
+
+
+# ------------------------------------------------------------------------------ GPU-ready options
+# (AMP, gradient accumulation, DDP backend, throughput columns), all exercised on CPU
+STEP = dict(model="cpu", batch_size=8, window=50, progress=False, device="cpu", seed=5,
+            num_threads=1, validate_at_start=False, val_split=None,
+            # no dropout: one batch and its micro-batches then see the same function
+            model_overrides={"transformer_dropout": 0.0, "interaction_dropout": 0.0})
+
+
+def _trainer(tmp_path, name: str, **changes):
+    from dualtalk_core.training.loop import Trainer
+    from dualtalk_core.training.synthetic import random_sides
+
+    sides = (random_sides(4, 3.0, seed=1), [])
+    return Trainer(TrainConfig(**{**STEP, **changes}), tmp_path, tmp_path / name, None,
+                   sides=sides)
+
+
+def _first_batch(trainer):
+    from torch.utils.data import DataLoader
+
+    return next(iter(DataLoader(trainer.train_ds, batch_size=trainer.cfg.batch_size)))
+
+
+def test_grad_accumulation_equals_one_step_on_the_whole_batch(tmp_path):
+    """4 micro-batches of 2 windows give the gradient (and the Adam step) of one batch of 8:
+    gradients are zeroed once per optimizer step, each micro-loss weighted by 1/4."""
+    whole, accum = _trainer(tmp_path, "whole"), _trainer(tmp_path, "accum", grad_accum_steps=4)
+    batch = _first_batch(whole)
+    parts_whole, parts_accum = whole.train_step(batch), accum.train_step(batch)
+    assert parts_accum["loss"] == pytest.approx(parts_whole["loss"], rel=1e-5)
+    grads = {n: p.grad for n, p in whole.model.named_parameters() if p.grad is not None}
+    assert len(grads) > 10
+    for n, p in accum.model.named_parameters():
+        if n in grads:
+            torch.testing.assert_close(p.grad, grads[n], rtol=1e-4, atol=1e-6, msg=n)
+    # the Adam step: equal wherever the gradient is not float noise (Adam's first step is
+    # lr * sign(g), so a ~1e-12 gradient, e.g. of an attention key bias, steps either way)
+    for (n, a), b in zip(whole.model.named_parameters(), accum.model.parameters()):
+        real = grads[n].abs() > 1e-7 if n in grads else torch.zeros_like(a, dtype=torch.bool)
+        torch.testing.assert_close(b[real], a[real], rtol=1e-5, atol=1e-6, msg=n)
+    # the last micro-batch alone (what zeroing before every backward would keep) differs
+    last = _trainer(tmp_path, "last")
+    last.train_step({k: v[6:] if torch.is_tensor(v) else v for k, v in batch.items()})
+    name = next(iter(grads))
+    assert not torch.allclose(dict(last.model.named_parameters())[name].grad, grads[name])
+
+
+def test_amp_bf16_step_is_finite_and_close_to_fp32(tmp_path):
+    fp32, bf16 = _trainer(tmp_path, "fp32"), _trainer(tmp_path, "bf16", amp="bf16")
+    batch = _first_batch(fp32)
+    a, b = fp32.train_step(batch), bf16.train_step(batch)
+    assert all(math.isfinite(v) for v in b.values())
+    assert b["loss"] == pytest.approx(a["loss"], rel=0.05)
+    for p in bf16.model.parameters():           # weights stay fp32 under autocast
+        assert p.dtype == torch.float32 and torch.isfinite(p).all()
+
+
+def test_amp_fp16_is_refused_on_cpu(tmp_path):
+    from dualtalk_core.training.step import MixedPrecision
+
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        TrainConfig(**TINY, amp="fp16")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        MixedPrecision("fp16", torch.device("cpu"))
+    with pytest.raises(ValueError, match="TrainConfig.amp: expected one of none, bf16, fp16"):
+        TrainConfig(**TINY, amp="fp8")
+    with pytest.raises(ValueError, match="grad_accum_steps: expected <= batch_size"):
+        TrainConfig(**TINY, grad_accum_steps=5)
+    assert (TrainConfig().amp, TrainConfig().grad_accum_steps) == ("none", 1)   # as released
+
+
+def test_ddp_backend_follows_the_device():
+    from dualtalk_core.devices import DeviceError
+    from dualtalk_core.training.distributed import ddp_backend, process_device
+
+    assert ddp_backend(torch.device("cpu")) == "gloo"
+    assert ddp_backend(torch.device("cuda", 1)) == "nccl"
+    assert process_device("cpu", local_rank=1) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert process_device("cuda", local_rank=0) == torch.device("cuda", 0)
+    else:
+        assert process_device("auto", local_rank=1) == torch.device("cpu")
+        with pytest.raises(DeviceError, match="TrainConfig.device 'cuda'.*no usable CUDA"):
+            process_device("cuda", local_rank=0)
+
+
+def test_bf16_accumulated_run_logs_throughput_and_memory(data_root, tmp_path):
+    """A whole run (train()) with amp bf16 and 2 micro-batches: finite losses, samples/s and
+    peak memory in every training row."""
+    result = train(TrainConfig(**TINY, max_steps=3, amp="bf16", grad_accum_steps=2),
+                   data_root, tmp_path)
+    assert result.steps == 3
+    rows = [r for r in read_log(tmp_path / "log.csv") if r["kind"].startswith("train")]
+    assert rows and all(math.isfinite(r["loss"]) for r in rows)
+    assert all(r["samples_per_s"] > 0 and r["peak_mem_mb"] > 10 for r in rows)
+
+
+def test_old_logs_without_the_new_columns_still_read(tmp_path):
+    """A log.csv from before samples_per_s/peak_mem_mb: read_log gives nan; resuming rewrites
+    the header once and appends full rows."""
+    from dualtalk_core.training.log import TrainLogger
+
+    old = ["kind", "epoch", "step", "loss", "exp", "jaw", "pose", "velocity", "spread", "lr",
+           "elapsed_s"]
+    (tmp_path / "log.csv").write_text(",".join(old) + "\ntrain_step,1,1,0.5,0.1,0.1,0.1,0.1,"
+                                      "0.0,0.0001,1.0\n")
+    rows = read_log(tmp_path / "log.csv")
+    assert rows[0]["loss"] == 0.5 and math.isnan(rows[0]["samples_per_s"])
+    logger = TrainLogger(tmp_path, enabled=True, append=True)
+    logger.row("train_step", 1, 2, {"loss": 0.4}, 1e-4, 2.0, samples_per_s=12.5,
+               peak_mem_mb=300.0)
+    logger.close()
+    rows = read_log(tmp_path / "log.csv")
+    assert [r["step"] for r in rows] == [1, 2] and rows[0]["loss"] == 0.5
+    assert rows[1]["samples_per_s"] == 12.5 and rows[1]["peak_mem_mb"] == 300.0
+
+
+def test_train_cli_refuses_cuda_without_a_gpu(data_root, tmp_path, capsys):
+    from dualtalk_core.cli import main as dualtalk
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal cannot happen")
+    code = dualtalk(["train", "--data", str(data_root), "--out", str(tmp_path / "o"),
+                     "--device", "cuda", "--amp", "bf16"])
+    assert code == 2
+    assert "TrainConfig.device 'cuda': this machine has no usable CUDA" in capsys.readouterr().err

@@ -7,6 +7,8 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["tests"]),
+    # the face statistics of the real sample clip that `dualtalk data synth` draws from
+    package_data={"dualtalk_core.data": ["face_stats_real.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

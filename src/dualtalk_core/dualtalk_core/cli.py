@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "dualtalk_core.commands.plot",             # EXP/JAW/POSE curves with turns shaded
     "dualtalk_core.commands.export",           # weights-only (optionally fp16) checkpoint copy
     "dualtalk_core.commands.render",           # cartoon faces from coefficients -> GIF/MP4/PNG
+    "dualtalk_core.commands.fit_map",          # fit a FLAME<->ARKit rig map from paired tracks
 )
 
 

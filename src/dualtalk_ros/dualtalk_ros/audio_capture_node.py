@@ -11,12 +11,13 @@ Chunks are published from the audio callback itself: the publish is short, and o
 delivers faster than real time (an ALSA file device in tests) it paces capture instead of
 queueing without bound. PortAudio overflows (samples lost in the driver) are counted and logged.
 A missing device or an unsupported rate stops start-up with the list of available devices.
+Topic names are :mod:`dualtalk_ros.topics`'; rename them by remapping
+(``--ros-args -r partner/audio:=/robot/mic``).
 """
 from __future__ import annotations
 
 import threading
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from dualtalk_msgs.msg import AudioChunk
 from rclpy.node import Node
@@ -24,7 +25,8 @@ from rclpy.node import Node
 from dualtalk_core.layout import SAMPLE_RATE
 
 from .conversions import int16_to_audio_chunk, ns_to_stamp, numpy_to_audio_chunk
-from .params import Param, declare_params
+from . import topics
+from .params import Param, declare_params, refuse_removed_params
 from .qos import reliable_qos, sensor_qos
 from .runtime import Counters, StartupError, diagnostic_array, run_node
 
@@ -38,16 +40,16 @@ PARAMS = (
           low=-1, high=63),
     Param("agent_channel", -1, "device channel of the agent's own voice (-1 = none)",
           low=-1, high=63),
-    Param("partner_topic", "partner/audio", "partner AudioChunk topic"),
-    Param("agent_topic", "agent/audio", "agent AudioChunk topic"),
     Param("partner_frame_id", "partner_mic", "frame_id of partner chunks"),
     Param("agent_frame_id", "agent_loopback", "frame_id of agent chunks"),
     Param("encoding", "int16", "AudioChunk encoding (int16 is bit-exact with 16-bit devices)",
           choices=("int16", "float32")),
-    Param("start_when_subscribed", False, "hold capture until partner_topic has a subscriber "
+    Param("start_when_subscribed", False, "hold capture until partner/audio has a subscriber "
           "(a recorder then gets sample 0)"),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics counters", low=0.0, high=60.0),
 )
+
+REMOVED_PARAMS = {"partner_topic": topics.PARTNER_AUDIO, "agent_topic": topics.AGENT_AUDIO}
 
 
 def _device_list() -> str:
@@ -66,11 +68,12 @@ class AudioCaptureNode(Node):
         super().__init__(name, context=context, parameter_overrides=parameter_overrides)
         import sounddevice as sd
 
+        refuse_removed_params(self, REMOVED_PARAMS)
         p = self.params = declare_params(self, PARAMS)
         ch = p["channels"]
         self.mapping = [(c, topic, fid) for c, topic, fid in (
-            (p["partner_channel"], p["partner_topic"], p["partner_frame_id"]),
-            (p["agent_channel"], p["agent_topic"], p["agent_frame_id"])) if c >= 0]
+            (p["partner_channel"], topics.PARTNER_AUDIO, p["partner_frame_id"]),
+            (p["agent_channel"], topics.AGENT_AUDIO, p["agent_frame_id"])) if c >= 0]
         if not self.mapping:
             raise StartupError("audio_capture: partner_channel and agent_channel are both -1")
         for c, topic, _ in self.mapping:
@@ -96,7 +99,8 @@ class AudioCaptureNode(Node):
         qos = sensor_qos()
         self.pubs = [(c, self.create_publisher(AudioChunk, topic, qos), fid)
                      for c, topic, fid in self.mapping]
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS,
+                                              reliable_qos(10))
         if p["diagnostics_period_s"] > 0:
             self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
         self.next_index = 0

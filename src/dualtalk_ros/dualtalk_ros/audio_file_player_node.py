@@ -1,13 +1,18 @@
 """``audio_file_player``: plays wav files as ``AudioChunk`` in real time (e.g. the robot's TTS).
 
 Why: on a robot without a live TTS bridge, or in a demo, a recorded utterance stands in for
-the agent's (or partner's) voice. Chunks (20 ms by default) go out on ``topic`` at their
+the agent's (or partner's) voice. Chunks (20 ms by default) go out on ``audio`` at their
 playback time on the *conversation clock*: sample index ``i`` plays at
 ``origin + i / sample_rate``; the header stamp is the playback time of the chunk's first sample.
 ``origin_stamp_s`` lets two players (partner and agent) share one clock; 0 means "node start +
 start_delay_s". ``lead_time_s`` publishes that much ahead of playback (the streaming engine's
 TTS lookahead contract: agent audio may arrive early, stamped with when it *will* play).
 Optionally the same audio is played on a sound device (``output_device``).
+
+The output topic is ``audio`` (:data:`dualtalk_ros.topics.PLAYER_AUDIO`), relative on purpose:
+one executable serves both voices, so each instance is pointed at its stream by remapping
+(``--ros-args -r audio:=partner/audio``; the launch file and the bring-up do this for
+``partner_player`` and ``agent_player``), or by a namespace (``-r __ns:=/agent``).
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from rclpy.parameter import Parameter
 from dualtalk_core.layout import SAMPLE_RATE
 
 from .conversions import ns_to_stamp, numpy_to_audio_chunk
-from .params import Param, declare_params
+from . import topics
+from .params import Param, declare_params, refuse_removed_params
 from .qos import sensor_qos
 from .runtime import Counters, StartupError, run_node
 
@@ -29,7 +35,6 @@ PARAMS = (
     Param("wav_files", [], "wav files played one after the other (resampled to sample_rate)",
           type=Parameter.Type.STRING_ARRAY),
     Param("loop", False, "start again from the first file after the last one"),
-    Param("topic", "agent/audio", "AudioChunk output topic"),
     Param("frame_id", "agent_tts", "header.frame_id of the chunks"),
     Param("sample_rate", SAMPLE_RATE, "published sample rate (Hz)", low=8000, high=192000),
     Param("chunk_s", 0.02, "chunk duration (s)", low=0.005, high=0.2),
@@ -46,6 +51,9 @@ PARAMS = (
 )
 
 
+REMOVED_PARAMS = {"topic": topics.PLAYER_AUDIO}
+
+
 def read_wav(path: str, sample_rate: int) -> np.ndarray:
     """A wav as float32 mono at ``sample_rate`` (dualtalk_core's reader; soxr resampling)."""
     from dualtalk_core.media.audio_io import load_wav
@@ -59,6 +67,7 @@ class AudioFilePlayerNode(Node):
     def __init__(self, *, context=None, parameter_overrides=None,
                  name: str = "audio_file_player") -> None:
         super().__init__(name, context=context, parameter_overrides=parameter_overrides)
+        refuse_removed_params(self, REMOVED_PARAMS)
         p = self.params = declare_params(self, PARAMS)
         if not p["wav_files"]:
             raise StartupError(f"{name}: parameter wav_files is empty; give at least one wav file")
@@ -79,7 +88,7 @@ class AudioFilePlayerNode(Node):
         self.next_index = 0
         self.finished = False
         self.counters = Counters("chunks", "device_underflows")
-        self.pub = self.create_publisher(AudioChunk, p["topic"], sensor_qos())
+        self.pub = self.create_publisher(AudioChunk, topics.PLAYER_AUDIO, sensor_qos())
         self.timer = self.create_timer(min(0.01, p["chunk_s"] / 2), self.tick)
         self.stream = None
         self._device_pos = 0
@@ -87,7 +96,8 @@ class AudioFilePlayerNode(Node):
         if p["output_device"]:
             self._open_device(p["output_device"])
         self.get_logger().info(
-            f"playing {len(clips)} file(s), {self.audio.size / self.sr:.2f} s on {p['topic']} "
+            f"playing {len(clips)} file(s), {self.audio.size / self.sr:.2f} s on "
+            f"{self.pub.topic_name} "
             f"(lead {p['lead_time_s']} s, loop={p['loop']})")
 
     def _open_device(self, device: str) -> None:

@@ -8,7 +8,17 @@ Subscribes ``agent/blendshapes`` (flame56) and publishes
   (``config/maps/flame56_to_arkit52.yaml``) for avatars.
 
 Either output is switched off by an empty file parameter. Bad frames (wrong size, NaN, stamps
-going backwards) are dropped and counted; the last command holds.
+going backwards) are dropped and counted; the last command holds. Topic names are
+:mod:`dualtalk_ros.topics`'; point the joints at a controller by remapping, e.g.
+``--ros-args -r agent/joint_states:=/arm/cmd`` (there are no ``*_topic`` parameters).
+
+No frame is lost without a count on ``/diagnostics``: ``dropped`` is the total of frames this
+node received and did not use (``invalid`` + ``out_of_order``). A queue overflow upstream is
+invisible to a subscriber, but it leaves a hole in the 25 Hz stamps, so ``missed_frames`` counts
+the frames missing between consecutive stamps. A stamp that jumps back by more than
+``restart_after_s`` is a restarted conversation (new media clock), not a late frame: it is
+counted in ``restarts`` and followed, instead of dropping every frame of the new conversation
+until its stamps pass the old ones.
 """
 from __future__ import annotations
 
@@ -20,22 +30,29 @@ from sensor_msgs.msg import JointState
 
 from .conversions import MessageError, blendshapes_to_numpy, numpy_to_blendshapes, stamp_to_ns
 from .head_mapping import JointCommandFilter, load_head_joint_map
-from .params import Param, declare_params, resolve_config_path
+from . import topics
+from .params import Param, declare_params, refuse_removed_params, resolve_config_path
 from .qos import reliable_qos
 from .rig_mapping import load_linear_map
 from .runtime import Counters, StartupError, diagnostic_array, run_node
 
 PARAMS = (
-    Param("input_topic", "agent/blendshapes", "agent face motion to follow (Blendshapes)"),
-    Param("joint_states_topic", "agent/joint_states", "JointState command output topic"),
     Param("joint_map_file", "head_6dof.yaml",
           "joint map YAML (absolute, or relative to cwd/config); empty = no JointState output"),
-    Param("rig_topic", "agent/blendshapes_arkit", "re-published Blendshapes topic"),
     Param("rig_map_file", "",
           "linear map YAML flame56 -> avatar rig (e.g. maps/flame56_to_arkit52.yaml); empty = off"),
     Param("frame_id", "", "frame_id of outputs; empty copies the input header's frame_id"),
+    Param("restart_after_s", 1.0, "a stamp this far before the previous one starts a new "
+          "stream (counted in restarts) instead of being dropped as out of order",
+          low=0.0, high=3600.0),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics counters", low=0.0, high=60.0),
 )
+
+REMOVED_PARAMS = {"input_topic": topics.AGENT_BLENDSHAPES,
+                  "joint_states_topic": topics.AGENT_JOINT_STATES,
+                  "rig_topic": topics.AGENT_BLENDSHAPES_ARKIT}
+FRAME_PERIOD_NS = 40_000_000     # 25 Hz output of dualtalk_node
+MAX_GAP_COUNTED_NS = 60 * 1_000_000_000   # a longer silence is a pause, not lost frames
 
 
 class HeadDriverNode(Node):
@@ -43,8 +60,10 @@ class HeadDriverNode(Node):
 
     def __init__(self, *, context=None, parameter_overrides=None, name: str = "head_driver") -> None:
         super().__init__(name, context=context, parameter_overrides=parameter_overrides)
+        refuse_removed_params(self, REMOVED_PARAMS)
         p = self.params = declare_params(self, PARAMS)
-        self.counters = Counters("received", "invalid", "out_of_order", "joint_states", "rig_frames")
+        self.counters = Counters("received", "invalid", "out_of_order", "dropped",
+                                 "missed_frames", "restarts", "joint_states", "rig_frames")
         self.filter = None
         self.rig_map = None
         try:
@@ -59,13 +78,16 @@ class HeadDriverNode(Node):
             raise StartupError("head_driver: both joint_map_file and rig_map_file are empty; "
                                "nothing to publish")
         qos = reliable_qos()
-        self.joint_pub = (self.create_publisher(JointState, p["joint_states_topic"], qos)
+        self.joint_pub = (self.create_publisher(JointState, topics.AGENT_JOINT_STATES, qos)
                           if self.filter else None)
-        self.rig_pub = (self.create_publisher(Blendshapes, p["rig_topic"], qos)
+        self.rig_pub = (self.create_publisher(Blendshapes, topics.AGENT_BLENDSHAPES_ARKIT, qos)
                         if self.rig_map else None)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
-        self.sub = self.create_subscription(Blendshapes, p["input_topic"], self.on_frame, qos)
-        self.last_stamp_ns: int | None = None
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS,
+                                              reliable_qos(10))
+        self.sub = self.create_subscription(Blendshapes, topics.AGENT_BLENDSHAPES, self.on_frame,
+                                            qos)
+        self.last_stamp_ns: int | None = None        # last frame used
+        self.newest_rx_stamp_ns: int | None = None   # newest stamp received (for missed_frames)
         if p["diagnostics_period_s"] > 0:
             self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(
@@ -74,10 +96,40 @@ class HeadDriverNode(Node):
 
     def _reject(self, why: str) -> None:
         self.counters.inc("invalid")
+        self.counters.inc("dropped")
         self.get_logger().warning(f"dropped agent frame: {why}", throttle_duration_sec=2.0)
+
+    def _check_stamp(self, stamp: int) -> tuple[bool, float | None]:
+        """(use this frame?, dt to the previous one in s) for a frame stamped ``stamp`` ns;
+        counts out-of-order drops and restarts."""
+        last = self.last_stamp_ns
+        if last is None:
+            return True, None
+        if stamp <= last:
+            if last - stamp > self.params["restart_after_s"] * 1e9:
+                self.counters.inc("restarts")
+                self.get_logger().info("agent frame stamps jumped back by "
+                                       f"{(last - stamp) / 1e9:.2f} s: following a new stream")
+                return True, None
+            self.counters.inc("out_of_order")
+            self.counters.inc("dropped")
+            self.get_logger().warning("dropped agent frame: stamp not after the previous one",
+                                      throttle_duration_sec=2.0)
+            return False, None
+        return True, (stamp - last) * 1e-9
+
+    def _count_missed(self, stamp: int) -> None:
+        """Holes in the 25 Hz stamp sequence of every frame received (valid or not), i.e.
+        frames that never arrived (e.g. overwritten in a full queue upstream)."""
+        last = self.newest_rx_stamp_ns
+        if last is not None and last < stamp <= last + MAX_GAP_COUNTED_NS:
+            self.counters.inc("missed_frames", max(0, round((stamp - last) / FRAME_PERIOD_NS) - 1))
+        if last is None or stamp > last or last - stamp > self.params["restart_after_s"] * 1e9:
+            self.newest_rx_stamp_ns = stamp
 
     def on_frame(self, msg: Blendshapes) -> None:
         self.counters.inc("received")
+        self._count_missed(stamp_to_ns(msg.header.stamp))
         try:
             weights, names = blendshapes_to_numpy(msg)
         except MessageError as exc:
@@ -85,12 +137,9 @@ class HeadDriverNode(Node):
         if not np.isfinite(weights).all():
             return self._reject("non-finite weights")
         stamp = stamp_to_ns(msg.header.stamp)
-        if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns:
-            self.counters.inc("out_of_order")
-            self.get_logger().warning("dropped agent frame: stamp not after the previous one",
-                                      throttle_duration_sec=2.0)
+        use, dt = self._check_stamp(stamp)
+        if not use:
             return
-        dt = None if self.last_stamp_ns is None else (stamp - self.last_stamp_ns) * 1e-9
         frame_id = self.params["frame_id"] or msg.header.frame_id
         if self.filter is not None:
             try:

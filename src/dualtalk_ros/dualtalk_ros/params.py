@@ -3,6 +3,9 @@
 Every node lists its parameters once as :class:`Param` entries (name, default, description,
 range/choices); :func:`declare_params` declares them all with a ``ParameterDescriptor`` (so
 ``ros2 param describe`` shows the text and ranges) and returns the validated values as a dict.
+Settings kept in a dataclass (``dualtalk_core.streaming.fields.setting``) become ``Param``
+entries with :func:`params_from_dataclass`: names, types, ranges, descriptions and read-only
+flags come from the field metadata, so the YAML, the parameters and the code cannot drift.
 :func:`load_params_file` reads the standard ``node_name: ros__parameters: {...}`` file that
 both ``ros2 launch`` and ``dualtalk-ros bringup`` use.
 """
@@ -41,19 +44,35 @@ class Param:
     type: Parameter.Type | None = None
     read_only: bool = False
 
+    @property
+    def is_float(self) -> bool:
+        return self.type == Parameter.Type.DOUBLE or (
+            isinstance(self.default, float) and self.type is None)
+
+    def allowed(self) -> str:
+        """What the parameter accepts, for error messages."""
+        if self.choices:
+            return f"one of {list(self.choices)}"
+        if self.low is not None or self.high is not None:
+            return f"a value in [{self.low}, {self.high}]"
+        kind = self.type.name.lower() if self.type is not None else type(self.default).__name__
+        return f"a {kind}"
+
     def descriptor(self) -> ParameterDescriptor:
         text = self.description
         if self.choices:
             text += f" (one of: {', '.join(self.choices)})"
         desc = ParameterDescriptor(name=self.name, description=text, read_only=self.read_only)
+        is_int = self.type == Parameter.Type.INTEGER or (
+            isinstance(self.default, int) and self.type is None)
         if self.low is not None or self.high is not None:
             if isinstance(self.default, bool):
                 pass
-            elif isinstance(self.default, int):
+            elif is_int and not isinstance(self.default, float):
                 desc.integer_range = [IntegerRange(
                     from_value=int(self.low if self.low is not None else -(2 ** 62)),
                     to_value=int(self.high if self.high is not None else 2 ** 62), step=0)]
-            elif isinstance(self.default, float):
+            elif self.is_float:
                 desc.floating_point_range = [FloatingPointRange(
                     from_value=float(self.low if self.low is not None else -1e300),
                     to_value=float(self.high if self.high is not None else 1e300), step=0.0)]
@@ -72,7 +91,8 @@ def declare_params(node: Node, specs: Iterable[Param]) -> dict[str, Any]:
         try:
             node.declare_parameter(spec.name, initial, spec.descriptor())
         except Exception as exc:  # rclpy raises several types for bad overrides
-            raise ParamError(f"node {node.get_name()!r}: parameter {spec.name!r}: {exc}") from exc
+            raise ParamError(f"node {node.get_name()!r}: parameter {spec.name!r}: {exc} "
+                             f"(expected {spec.allowed()})") from exc
         try:
             value = node.get_parameter(spec.name).value
         except ParameterUninitializedException:
@@ -91,6 +111,55 @@ def declare_params(node: Node, specs: Iterable[Param]) -> dict[str, Any]:
             value = list(value)
         values[spec.name] = value
     return values
+
+
+def refuse_removed_params(node: Node, removed: Mapping[str, str],
+                          extra: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`ParamError` when a parameter file or override sets a removed parameter.
+
+    ``removed`` maps each old parameter (``joint_states_topic``) to the topic it used to name
+    (``agent/joint_states``).  rclpy ignores values for parameters a node never declares, so
+    without this an old YAML line that renamed a topic would silently stop renaming it; the
+    error says which remap does the same job, for ``ros2 run``/``ros2 launch`` and the bring-up.
+    ``extra`` adds a sentence for one parameter (e.g. a flag that replaced "empty = off").
+    """
+    given = getattr(node, "_parameter_overrides", {}) or {}   # params files + overrides
+    for name, topic in removed.items():
+        if name not in given:
+            continue
+        value = given[name].value
+        target = value if isinstance(value, str) and value else "NEW_NAME"
+        raise ParamError(
+            f"node {node.get_name()!r}: parameter {name!r} (= {value!r}) was removed: topic "
+            f"names are fixed (dualtalk_ros.topics) and renamed by ROS remapping: "
+            f"`--ros-args -r {topic}:={target}`, launch `remappings=[({topic!r}, "
+            f"{target!r})]`, bring-up `--remap {node.get_name()}:{topic}:={target}`; delete "
+            f"the parameter{(extra or {}).get(name, '')}")
+
+
+_PARAM_TYPES = {float: Parameter.Type.DOUBLE, int: Parameter.Type.INTEGER,
+                str: Parameter.Type.STRING, bool: Parameter.Type.BOOL}
+
+
+def params_from_dataclass(cls: type, defaults: Mapping[str, Any] | None = None) -> tuple[Param, ...]:
+    """One :class:`Param` per ``setting`` field of ``cls``: its description, range / choices
+    and type; read-only unless the field is ``dynamic``.  ``defaults`` replaces field defaults
+    (e.g. values resolved from a preset before declaration).  A ``None`` default declares the
+    parameter typed but unset (an explicit "unset", read back as ``None``)."""
+    from dualtalk_core.streaming.fields import settings_fields, value_type
+
+    out = []
+    for f in settings_fields(cls):
+        m = f.metadata
+        default = (defaults or {}).get(f.name, f.default)
+        kind = value_type(f)
+        if kind is float and isinstance(default, int) and not isinstance(default, bool):
+            default = float(default)
+        text = m["description"] + ("" if m["dynamic"] else " [read-only: fixed at start-up]")
+        out.append(Param(f.name, default, text, low=m["low"], high=m["high"],
+                         choices=m["choices"], type=_PARAM_TYPES[kind],
+                         read_only=not m["dynamic"]))
+    return tuple(out)
 
 
 def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, Any]) -> None:
@@ -153,7 +222,7 @@ def to_parameters(values: Mapping[str, Any],
     With ``specs``, an integer given for a float parameter (``hop_s: 1`` in YAML) becomes a
     float, as a reader of the file would expect, instead of a type error at declaration.
     """
-    floats = {s.name for s in specs or () if isinstance(s.default, float)}
+    floats = {s.name for s in specs or () if s.is_float}
     return [Parameter(name, value=float(value) if name in floats and isinstance(value, int)
                       and not isinstance(value, bool) else value)
             for name, value in values.items()]

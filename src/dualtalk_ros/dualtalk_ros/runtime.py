@@ -1,5 +1,8 @@
 """What every node's ``main`` and counters share: spin with clean shutdown, diagnostics.
 
+``Counters`` (named event counters on /diagnostics) is the streaming core's, so the
+session's counters and a node's own are one object.
+
 ``run_node`` gives each executable the same behaviour: ``rclpy.init``, build the node (a
 start-up error such as a missing checkpoint is printed in one line and exits 1), spin, and shut
 down quietly on Ctrl-C or an external shutdown.
@@ -12,6 +15,8 @@ from typing import Callable, Mapping
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from dualtalk_core.streaming.stats import Counters  # noqa: F401 - the nodes' counters
 
 
 class StartupError(RuntimeError):
@@ -53,22 +58,6 @@ def run_node(factory: Callable[..., object], args: list[str] | None = None) -> i
         if rclpy.ok():
             rclpy.shutdown()
     return code
-
-
-class Counters:
-    """Named event counters (dropped, invalid, resampled, ...) published on /diagnostics."""
-
-    def __init__(self, *names: str) -> None:
-        self.values: dict[str, int] = {n: 0 for n in names}
-
-    def inc(self, name: str, by: int = 1) -> None:
-        self.values[name] = self.values.get(name, 0) + int(by)
-
-    def __getitem__(self, name: str) -> int:
-        return self.values.get(name, 0)
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.values)
 
 
 def diagnostic_array(node, name: str, values: Mapping[str, object], level: int = 0,

@@ -1,4 +1,5 @@
-"""``dualtalk data check ROOT`` (what loads, what does not and why) and ``dualtalk data synth``."""
+"""``dualtalk data check ROOT`` (what loads, what does not and why), ``dualtalk data synth`` and
+``dualtalk data calibrate`` (face statistics of real tracks, which ``synth`` draws from)."""
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,26 @@ def register(subparsers) -> None:
     synth.add_argument("--max-seconds", type=float, default=30.0)
     synth.add_argument("--voice", default="auto", choices=["auto", "espeak", "procedural"],
                        help="speech source (auto: espeak-ng when installed)")
+    synth.add_argument("--face-stats", default="real", metavar="real|legacy|STATS.json",
+                       help="scale of the faces: real (default: statistics of the real sample "
+                            "clip, packaged), legacy (the hand-set ~0.1 scale the bundled demo "
+                            "model was trained on; byte-identical to older data), or a file "
+                            "from `dualtalk data calibrate`")
     synth.set_defaults(func=run_synth)
+
+    cal = sub.add_parser("calibrate", help="measure face statistics on real .npz tracks")
+    cal.add_argument("tracks", nargs="+", help="real DualTalk/EMOCA .npz files (exp, pose); "
+                                               "their .wav files are used when beside them")
+    cal.add_argument("-o", "--out", required=True, help="statistics JSON to write")
+    cal.add_argument("--no-audio", action="store_true",
+                     help="ignore the .wav files (speaking frames then come from the jaw)")
+    cal.set_defaults(func=run_calibrate)
+
+    stats = sub.add_parser("stats", help="per-group motion statistics (EXP/JAW/POSE spread) of "
+                                         "npz files or data folders, one row per argument")
+    stats.add_argument("paths", nargs="+", help=".npz files or data folders (searched "
+                                                "recursively for *_speakerN.npz)")
+    stats.set_defaults(func=run_stats)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -64,16 +84,37 @@ def run_synth(args: argparse.Namespace) -> int:
     summary = synthesize_dataset(args.out, args.pairs, args.seed, splits=args.splits,
                                  min_rounds=args.min_rounds, max_rounds=args.max_rounds,
                                  voice=args.voice, min_seconds=args.min_seconds,
-                                 max_seconds=args.max_seconds, progress=True)
+                                 max_seconds=args.max_seconds, progress=True,
+                                 face_stats=args.face_stats)
     counts = ", ".join(f"{k}={len(v)}" for k, v in summary.clips.items())
     print(f"wrote {summary.pairs} pairs ({counts}), {summary.seconds / 3600:.2f} h of "
-          f"conversation, voice={summary.voice}, to {summary.root} "
+          f"conversation, voice={summary.voice}, faces={args.face_stats}, to {summary.root} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
 
 
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Every input is checked before anything is written: one bad file, no output."""
+    from dualtalk_core.data.calibrate import calibrate
+    from dualtalk_core.data.stats_table import stats_summary_lines
+
+    stats = calibrate(args.tracks, use_audio=not args.no_audio)
+    path = stats.write(args.out)
+    print("\n".join(stats_summary_lines(stats)))
+    print(f"wrote {path} ({stats.frames} frames, {stats.speakers} speaker(s))")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from dualtalk_core.data.stats_table import group_stats, load_motions, markdown_table
+
+    rows = {str(p): group_stats(load_motions([p])) for p in args.paths}
+    print(markdown_table(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dualtalk_core.commands.data check|synth ...`` (= ``dualtalk data ...``)."""
+    """``python -m dualtalk_core.commands.data check|synth|calibrate ...`` (= ``dualtalk data ...``)."""
     import logging
     import sys
 

@@ -29,7 +29,9 @@ def register(subparsers) -> None:
     src.add_argument("--checkpoint", type=Path, help="model checkpoint to run on every clip-side")
     src.add_argument("--pred-dir", type=Path, help="folder of <clip>_speakerN.npy predictions")
     p.add_argument("--data", type=Path, required=True, help="DualTalk-layout data root")
-    p.add_argument("--split", default="test", help="split to score (default: test)")
+    p.add_argument("--split", default="test",
+                   help="split to score (default: test; '.' = the --data folder itself, e.g. "
+                        "../shared/dualtalk-sample)")
     p.add_argument("--baselines", default="all",
                    help="all | none | comma list of: random, mean, copy-partner, nearest-audio, "
                         "nearest-motion (default: all)")
@@ -114,15 +116,20 @@ def run(args) -> int:
     from dualtalk_core.evaluation.baselines import parse_baselines
     from dualtalk_core.data.dataset import load_split
     from dualtalk_core.evaluation.evaluate import combine_results, evaluate_predictions, targets_of, \
-        load_pred_dir
+        load_pred_dir, neutral_partner_note
 
     keys = parse_baselines(args.baselines)
     if args.checkpoint is None and args.pred_dir is None and not keys:
         raise ValueError("nothing to evaluate: give --checkpoint or --pred-dir, or baselines")
-    sides, report = load_split(args.data, args.split, max_clips=args.max_clips)
+    # one-sided clips (the DualTalk demo clips): a missing partner face becomes the neutral face
+    split = None if args.split in (".", "") else args.split
+    sides, report = load_split(args.data, split, max_clips=args.max_clips,
+                               allow_missing_partner_motion=True)
     if report.issues:
         log.warning("%s", report.summary())
-    gts, partners = targets_of(sides)
+    gts, partners = targets_of(sides, neutral_partner=True)
+    neutral = neutral_partner_note(s.name for s in sides
+                                   if s.partner_motion_is_zeros and s.name in gts)
     sides = [s for s in sides if s.name in gts and s.name in partners]
     if not sides:
         raise ValueError(f"{args.data / args.split}: no clip-side with both its own and its "
@@ -150,6 +157,8 @@ def run(args) -> int:
     if not results:
         raise ValueError("no method was scored")
     result = combine_results(results)
+    if neutral:
+        result.notes.append(neutral)
 
     table = result.to_markdown(include_paper=not args.no_paper)
     print(table)

@@ -1,4 +1,5 @@
-"""``dualtalk presets``: list the model presets with their parameter counts.
+"""``dualtalk presets``: list the model presets (the registry in ``dualtalk_core.model.presets``)
+with their parameter counts and streaming defaults.
 
 Models are built on PyTorch's ``meta`` device (shapes only, no memory, no weights), so even the
 ~650 M-parameter ``paper`` preset is counted in seconds.
@@ -9,16 +10,18 @@ import argparse
 
 
 def preset_table(names: list[str] | None = None) -> str:
-    """Markdown table: preset, front end, d_model, total and trainable parameters."""
+    """Markdown table: preset, front end, d_model, total and trainable parameters, and how it
+    streams (runner, W / L / H)."""
     import torch
 
-    from dualtalk_core.model.config import PRESETS, get_preset
     from dualtalk_core.model.dualtalk import DualTalk
+    from dualtalk_core.model.presets import preset, preset_names
 
-    rows = ["| preset | audio front end | d_model | parameters | trainable |",
-            "|---|---|---:|---:|---:|"]
-    for name in names or list(PRESETS):
-        config = get_preset(name)
+    rows = ["| preset | audio front end | d_model | parameters | trainable | streaming: runner, "
+            "W / L / H (s) |", "|---|---|---:|---:|---:|---|"]
+    for name in names or preset_names():
+        entry = preset(name)
+        config, stream = entry.model_config(), entry.streaming_config()
         with torch.device("meta"):
             model = DualTalk(config)
         frontend = config.audio_frontend
@@ -27,7 +30,8 @@ def preset_table(names: list[str] | None = None) -> str:
             frontend += f" ({w2v.num_hidden_layers} x {w2v.hidden_size})"
         rows.append(f"| {name} | {frontend} | {config.d_model} | "
                     f"{model.num_parameters() / 1e6:,.2f} M | "
-                    f"{model.num_parameters(trainable_only=True) / 1e6:,.2f} M |")
+                    f"{model.num_parameters(trainable_only=True) / 1e6:,.2f} M | {entry.runner}, "
+                    f"{stream.window_s:g} / {stream.lookahead_s:g} / {stream.hop_s:g} |")
     return "\n".join(rows)
 
 

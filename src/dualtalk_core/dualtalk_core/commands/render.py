@@ -47,6 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--start", type=float, default=0.0, help="first second to render")
     p.add_argument("--duration", type=float, default=None, help="seconds to render (default: all)")
     p.add_argument("--size", type=int, default=None, help="pixels per face (default 256)")
+    p.add_argument("--face-stats", default="real", metavar="real|legacy|STATS.json",
+                   help="scale the expression read-outs assume: real (default, the calibrated "
+                        "scale of `dualtalk data synth`), legacy (the first synthetic scale, "
+                        "e.g. the bundled demo model's output) or a calibrate JSON")
     p.set_defaults(func=run)
 
 
@@ -83,7 +87,10 @@ def run(args) -> int:
     kind = video.output_kind(args.output)   # bad extension: fail before loading anything
     if not 0 < args.fps <= FRAME_RATE:
         raise ValueError(f"--fps must be in (0, {FRAME_RATE}], got {args.fps:g}")
-    config = render.RenderConfig(**({"size": args.size} if args.size else {}))
+    from dualtalk_core.media.face_readout import readout_for
+
+    config = render.RenderConfig(readout=readout_for(str(args.face_stats)),
+                                 **({"size": args.size} if args.size else {}))
     agent = render.check_motion(load_motion(args.pred, "prediction"), str(args.pred))
     partner = None
     if args.partner:

@@ -17,7 +17,13 @@ def register(subparsers) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after M minutes")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    parser.add_argument("--device", default=None, help="auto, cpu or cuda")
+    parser.add_argument("--device", default=None,
+                        help="auto, cpu, cuda or cuda:N (under torchrun auto/cuda = the GPU of "
+                             "LOCAL_RANK); cuda without a GPU is refused")
+    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default=None,
+                        help="mixed precision (config default: none); fp16 needs CUDA")
+    parser.add_argument("--grad-accum-steps", type=int, default=None,
+                        help="micro-batches per optimizer step (same optimisation, less memory)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -31,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     changes = {"max_steps": args.max_steps, "max_minutes": args.max_minutes,
-               "epochs": args.epochs, "device": args.device, "seed": args.seed}
+               "epochs": args.epochs, "device": args.device, "seed": args.seed,
+               "amp": args.amp, "grad_accum_steps": args.grad_accum_steps}
     data = cfg.to_dict()
     data.update({k: v for k, v in changes.items() if v is not None})
     if args.no_progress:

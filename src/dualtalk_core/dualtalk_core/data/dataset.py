@@ -29,7 +29,9 @@ from typing import Sequence
 import numpy as np
 
 from dualtalk_core import layout
-from dualtalk_core.media.audio_io import NON_FINITE, NOT_MONO, UNREADABLE_WAV, WRONG_SAMPLE_RATE
+# the audio reasons of the data report are the reader's (re-exported for report users)
+from dualtalk_core.media.audio_io import (NON_FINITE, NOT_MONO, UNREADABLE_WAV,  # noqa: F401
+                                          WRONG_SAMPLE_RATE)
 
 log = logging.getLogger(__name__)
 
@@ -377,12 +379,19 @@ class WindowDataset:
     window give one zero-padded window whose ``mask`` marks the real frames.
     Every item is built fresh from slices copied out of the clip arrays: no two windows share
     memory (the released loader stored one dict per file, so every window was its last one).
-    Items: ``self_audio``/``partner_audio`` float32 [W*640], ``partner_motion``/``target_motion``
-    float32 [W, D], ``mask`` bool [W], ``index`` int (window number).
+    Items: ``self_audio``/``partner_audio`` float32 [(W+C+A)*640], ``partner_motion``
+    float32 [W+C+A, D], ``target_motion`` float32 [W+C, D], ``mask`` bool [W+C], ``index`` int.
+
+    Streaming (causal) models need two more things, both 0 by default (the released items):
+    ``context`` C frames of the clip *before* a window that starts mid-conversation, kept out of
+    the loss (``mask`` False), so the window's frames are learnt with the warm recurrent state
+    and attention history they have in a stream (a window at the clip start is cold, as a
+    stream's start is: it extends C frames to the right instead); and ``lookahead`` A frames of
+    audio and partner motion past the item's end, which the model's horizons read.
     """
 
     def __init__(self, sides: Sequence[ClipSide], window: int = 200, stride: int | None = None,
-                 pad_short: bool = True):
+                 pad_short: bool = True, context: int = 0, lookahead: int = 0):
         if window < 1:
             raise ValueError(f"window must be >= 1 frame, got {window}")
         stride = window if stride is None else stride
@@ -391,9 +400,13 @@ class WindowDataset:
         for s in sides:
             if s.target_motion is None:
                 raise ValueError(f"{s.name} has no target motion: cannot make training windows")
+        if context < 0 or lookahead < 0:
+            raise ValueError(f"context and lookahead must be >= 0 frames, got {context}, "
+                             f"{lookahead}")
         self.sides = list(sides)
         self.window = window
         self.stride = stride
+        self.context, self.lookahead = context, lookahead
         self.index: list[tuple[int, int]] = []  # (side index, start frame)
         for i, side in enumerate(self.sides):
             t = side.num_frames
@@ -417,29 +430,32 @@ class WindowDataset:
     def __getitem__(self, idx: int) -> dict[str, np.ndarray | int]:
         i, start = self.index[idx]
         side = self.sides[i]
-        w, spf = self.window, layout.SAMPLES_PER_FRAME
-        end = min(start + w, side.num_frames)
-        valid = end - start
+        spf, n = layout.SAMPLES_PER_FRAME, self.window + self.context
+        first = max(0, start - self.context)      # item's first frame (context before start)
+        scored_from = start - first if start > 0 else 0
         dim = side.partner_motion.shape[1]
 
-        def audio(x: np.ndarray) -> np.ndarray:
-            out = np.zeros(w * spf, np.float32)
-            seg = x[start * spf:end * spf]
+        def audio(x: np.ndarray, frames: int) -> np.ndarray:
+            out = np.zeros(frames * spf, np.float32)
+            seg = x[first * spf:(first + frames) * spf]
             out[:seg.size] = seg
             return out
 
-        def motion(x: np.ndarray) -> np.ndarray:
-            out = np.zeros((w, dim), np.float32)
-            out[:valid] = x[start:end]
+        def motion(x: np.ndarray, frames: int) -> np.ndarray:
+            out = np.zeros((frames, dim), np.float32)
+            seg = x[first:first + frames]
+            out[:len(seg)] = seg
             return out
 
-        mask = np.zeros(w, bool)
-        mask[:valid] = True
+        valid = min(first + n, side.num_frames) - first
+        mask = np.zeros(n, bool)
+        mask[scored_from:valid] = True
+        extra = n + self.lookahead
         return {
-            "self_audio": audio(side.self_audio),
-            "partner_audio": audio(side.partner_audio),
-            "partner_motion": motion(side.partner_motion),
-            "target_motion": motion(side.target_motion),
+            "self_audio": audio(side.self_audio, extra),
+            "partner_audio": audio(side.partner_audio, extra),
+            "partner_motion": motion(side.partner_motion, extra),
+            "target_motion": motion(side.target_motion, n),
             "mask": mask,
             "index": idx,
         }

@@ -12,6 +12,11 @@ can be checked end to end. The rules (all per 25 fps frame):
   ``pose[:, 0]``, index 53) and smiles (smile-like expression dims), with a short delay;
 * always: idle head sway, blinks, a slow expression drift and small noise.
 
+Two scales (``face_stats``): by default the faces are drawn on the scale of real EMOCA tracks
+from statistics measured by ``dualtalk data calibrate`` (:mod:`dualtalk_core.data.synth_face`:
+same rules, real sizes and directions); ``"legacy"`` keeps the original hand-set sizes below
+(expression ~0.1), byte for byte, because the bundled demo model was trained on them.
+
 Speech comes from ``espeak-ng`` (varied voices, speeds, pitches, texts from a word list,
 resampled to 16 kHz with soxr) when it is installed, otherwise from a procedural voice (glottal
 pulse train through formant resonators with syllable envelopes). Each pair has 1..6 rounds of
@@ -35,7 +40,9 @@ import numpy as np
 from scipy.signal import lfilter
 
 from dualtalk_core import layout
+from dualtalk_core.data.face_stats import FaceStats, face_stats_label, resolve_face_stats
 from dualtalk_core.data.motion_io import npz_arrays, write_npz_deterministic
+from dualtalk_core.data.synth_face import make_calibrated_motion
 from dualtalk_core.media.audio_io import write_wav_float32
 from dualtalk_core.signals import speech_energy_per_frame
 
@@ -51,7 +58,7 @@ MOUTH_WEIGHTS = (1.6, -0.8, 0.6)
 SMILE_DIMS = (5, 7)
 SMILE_WEIGHTS = (1.0, 0.7)
 BLINK_DIM = 9
-# Size of the parts a model CANNOT predict (per-speaker offset, slow drift, blinks, noise). They
+# Legacy scale. Size of the parts a model CANNOT predict (per-speaker offset, slow drift, blinks, noise). They
 # are kept small: FD compares distributions, so if they dominated, sampling random training
 # frames would score as well as a model that has learned every rule. Measured on 20 test pairs
 # (FD-EXP of the rules' conditional mean vs random frames): offset 0.05 / drift 0.3 / blink 1.2
@@ -107,7 +114,9 @@ class Persona:
     exp_offset: list[float] = field(default_factory=list)
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> "Persona":
+    def draw(cls, rng: np.random.Generator, identity_std: np.ndarray | None = None) -> "Persona":
+        """Draw a persona; ``identity_std`` (per exp dim) sizes the identity offset on the
+        calibrated scale, None keeps the legacy size (same rng draws either way)."""
         female = bool(rng.random() < 0.5)
         return cls(
             voice=str(rng.choice(ESPEAK_VOICES)),
@@ -124,7 +133,9 @@ class Persona:
             sway_amp=float(rng.uniform(0.02, 0.05)),
             sway_freq=float(rng.uniform(0.08, 0.25)),
             blink_rate=float(rng.uniform(0.15, 0.4)),
-            exp_offset=[float(v) for v in rng.normal(0.0, EXP_OFFSET_STD, 50)],
+            exp_offset=[float(v) for v in (
+                rng.normal(0.0, EXP_OFFSET_STD, 50) if identity_std is None
+                else rng.normal(0.0, 1.0, 50) * np.asarray(identity_std, np.float64))],
         )
 
 
@@ -395,10 +406,13 @@ def resolve_voice(voice: str) -> str:
 
 
 def synthesize_pair(seed: int, index: int, voice: str = "procedural", min_rounds: int = 1,
-                    max_rounds: int = 6, min_seconds: float = 6.0, max_seconds: float = 30.0):
-    """One conversation: ([audio1, audio2], [motion1, motion2], phrases, personas)."""
+                    max_rounds: int = 6, min_seconds: float = 6.0, max_seconds: float = 30.0,
+                    face_stats: FaceStats | None = None):
+    """One conversation: ([audio1, audio2], [motion1, motion2], phrases, personas); faces on the
+    legacy scale (:func:`make_motion`) when ``face_stats`` is None, else on its scale."""
     rng = np.random.default_rng([seed, index])
-    personas = [Persona.draw(rng), Persona.draw(rng)]
+    identity = None if face_stats is None else face_stats.vec("identity_std")
+    personas = [Persona.draw(rng, identity), Persona.draw(rng, identity)]
     audios, phrases, n = make_conversation(rng, personas, voice, min_rounds, max_rounds,
                                            min_seconds, max_seconds)
     t = layout.num_frames_for_samples(n)
@@ -409,8 +423,9 @@ def synthesize_pair(seed: int, index: int, voice: str = "procedural", min_rounds
             if ph.speaker == spk:
                 speaking[ph.start // SPF:ph.end // SPF + 1] = True
         partner_ends = [ph.end / SPF for ph in phrases if ph.speaker != spk and not ph.backchannel]
-        motions.append(make_motion(audios[spk - 1], t, personas[spk - 1], speaking,
-                                   partner_ends, rng))
+        args = (audios[spk - 1], t, personas[spk - 1], speaking, partner_ends, rng)
+        motions.append(make_motion(*args) if face_stats is None
+                       else make_calibrated_motion(*args, face_stats))
     return audios, motions, phrases, personas
 
 
@@ -418,8 +433,14 @@ def synthesize_dataset(root: Path | str, pairs: int, seed: int = 0,
                        splits: str | dict[str, float] = "train=0.8,test=0.1,ood=0.1",
                        min_rounds: int = 1, max_rounds: int = 6, voice: str = "auto",
                        min_seconds: float = 6.0, max_seconds: float = 30.0,
-                       progress: bool = False) -> SynthSummary:
-    """Write ``pairs`` conversations under ``root/<split>/`` plus ``root/synth.json``."""
+                       progress: bool = False,
+                       face_stats: "str | Path | FaceStats | None" = None) -> SynthSummary:
+    """Write ``pairs`` conversations under ``root/<split>/`` plus ``root/synth.json``.
+
+    ``face_stats``: ``"legacy"`` (the hand-set scale the bundled demo model was trained on;
+    byte-identical to the data before calibration), None / ``"real"`` (the packaged statistics
+    of the real sample clip, the default) or a ``dualtalk data calibrate`` JSON path.
+    """
     if pairs < 1:
         raise ValueError(f"pairs must be >= 1, got {pairs}")
     if not 1 <= min_rounds <= max_rounds:
@@ -428,6 +449,7 @@ def synthesize_dataset(root: Path | str, pairs: int, seed: int = 0,
         raise ValueError(f"need 1 <= min_seconds <= max_seconds, got {min_seconds}, {max_seconds}")
     fractions = parse_splits(splits)
     voice = resolve_voice(voice)
+    stats = resolve_face_stats(face_stats)
     root = Path(root)
     counts = split_counts(pairs, fractions)
     order = np.random.default_rng([seed, 10**6]).permutation(pairs)
@@ -452,7 +474,7 @@ def synthesize_dataset(root: Path | str, pairs: int, seed: int = 0,
         out_dir = root / split
         out_dir.mkdir(parents=True, exist_ok=True)
         audios, motions, phrases, personas = synthesize_pair(
-            seed, i, voice, min_rounds, max_rounds, min_seconds, max_seconds)
+            seed, i, voice, min_rounds, max_rounds, min_seconds, max_seconds, stats)
         for spk in (1, 2):
             write_wav_float32(out_dir / f"{clip}_speaker{spk}.wav", audios[spk - 1])
             write_npz_deterministic(out_dir / f"{clip}_speaker{spk}.npz",
@@ -469,5 +491,7 @@ def synthesize_dataset(root: Path | str, pairs: int, seed: int = 0,
             "rules": {"mouth_dims": MOUTH_DIMS, "smile_dims": SMILE_DIMS, "blink_dim": BLINK_DIM,
                       "jaw_index": layout.JAW.start, "head_pitch_index": layout.POSE.start},
             "clips": meta_clips}
+    if stats is not None:  # legacy data keep their synth.json byte for byte
+        meta["face_stats"] = face_stats_label(face_stats)
     (root / "synth.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     return SynthSummary(str(root), seed, voice, clips, total)

@@ -24,7 +24,15 @@ from dualtalk_core.evaluation import metrics as M
 
 log = logging.getLogger(__name__)
 
-EXTRA_LABELS = {"jaw_speech_r": "jaw-opening vs own speech energy, Pearson r while speaking ↑"}
+EXTRA_LABELS = {
+    "jaw_speech_r": "jaw-opening vs own speech energy, Pearson r while speaking ↑",
+    "jaw_speech_r_all": "jaw vs own speech, r over all frames",
+    "exp_std_ratio": "EXP std ratio pred/real (1 = moves like the real face)",
+    "jaw_std_ratio": "JAW std ratio pred/real",
+    "jaw_r": "pred vs real jaw opening, r ↑",
+}
+REFERENCE_EXTRAS = ("jaw_speech_r", "jaw_speech_r_all")
+"""Extras that also have a ground-truth value (the others compare pred WITH the truth)."""
 
 
 def metric_key(metric: str, group: str) -> str:
@@ -62,6 +70,8 @@ class EvaluationResult:
     sid_fit_on: str = "pred"
     reference: dict[str, float] = field(default_factory=dict)
     """The extras computed on the ground truth itself (what a perfect prediction gets)."""
+    notes: list[str] = field(default_factory=list)
+    """Caveats the report prints under the table (e.g. a neutral partner face was used)."""
 
     # -- convenience views of the primary method ------------------------------------------
     @property
@@ -93,6 +103,7 @@ class EvaluationResult:
         self.skipped.extend(other.skipped)
         for k, v in other.reference.items():
             self.reference.setdefault(k, v)
+        self.notes += [n for n in other.notes if n not in self.notes]
         return self
 
     # -- reports ------------------------------------------------------------------------------
@@ -142,6 +153,7 @@ class EvaluationResult:
             notes.append("Italic rows: published numbers on the real DualTalk test split.")
         if self.skipped:
             notes.append(f"{len(self.skipped)} clip-side(s) skipped (see JSON/log).")
+        notes += self.notes
         return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -162,6 +174,7 @@ class EvaluationResult:
             "reference": self.reference,
             "paper": M.PAPER_RESULTS,
             "skipped": list(self.skipped),
+            "notes": list(self.notes),
         })
 
     def write_per_clip_csv(self, path: str | Path) -> Path:
@@ -195,10 +208,12 @@ def _score_one(name: str, pred: np.ndarray, gt: np.ndarray, partner: np.ndarray,
                ) -> tuple[str, dict | None, str | None, int, dict]:
     try:
         res = M.clip_metrics(pred, gt, partner, sid_fit_on=sid_fit_on)
-        extras = {}
+        extras = M.motion_scale_checks(pred, gt)
         if self_audio is not None:
-            extras["jaw_speech_r"] = M.jaw_speech_correlation(pred, self_audio)
-            extras["ref:jaw_speech_r"] = M.jaw_speech_correlation(gt, self_audio)
+            for key, fn in (("jaw_speech_r", M.jaw_speech_correlation),
+                            ("jaw_speech_r_all", M.jaw_speech_correlation_all)):
+                extras[key] = fn(pred, self_audio)
+                extras[f"ref:{key}"] = fn(gt, self_audio)
     except ValueError as exc:
         return name, None, str(exc), 0, {}
     frames = min(len(pred), len(gt), len(partner))
@@ -277,7 +292,7 @@ def combine_results(results: Iterable[EvaluationResult]) -> EvaluationResult:
         raise ValueError("combine_results: nothing to combine")
     out = EvaluationResult(methods=dict(results[0].methods), skipped=list(results[0].skipped),
                            sid_fit_on=results[0].sid_fit_on,
-                           reference=dict(results[0].reference))
+                           reference=dict(results[0].reference), notes=list(results[0].notes))
     for r in results[1:]:
         out.merge(r)
     return out
@@ -297,8 +312,26 @@ def load_pred_dir(directory: str | Path) -> dict[str, np.ndarray]:
     return preds
 
 
-def targets_of(sides: Iterable) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``(gts, partners)`` keyed by clip-side name from ``data.ClipSide`` objects."""
+def targets_of(sides: Iterable, neutral_partner: bool = False
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(gts, partners)`` keyed by clip-side name from ``data.ClipSide`` objects.
+
+    A side whose partner motion was missing (loaded as zeros) has no partner entry, unless
+    ``neutral_partner``: then its zeros (FLAME's neutral face) are its partner, as for the
+    DualTalk demo clips where only one side was tracked (see :func:`neutral_partner_note`).
+    """
     sides = [s for s in sides if s.target_motion is not None]
     return ({s.name: s.target_motion for s in sides},
-            {s.name: s.partner_motion for s in sides if not s.partner_motion_is_zeros})
+            {s.name: s.partner_motion for s in sides
+             if neutral_partner or not s.partner_motion_is_zeros})
+
+
+def neutral_partner_note(names: Iterable[str]) -> str | None:
+    """The report's caveat for clip-sides scored with a neutral partner face (or None)."""
+    names = sorted(names)
+    if not names:
+        return None
+    return (f"Partner face absent for {len(names)} clip-side(s) ({', '.join(names[:4])}"
+            f"{', ...' if len(names) > 4 else ''}): the model was given a NEUTRAL partner face "
+            f"(zeros), and P-FD / rPCC compare against that neutral face, so they say little "
+            f"there.")

@@ -316,3 +316,41 @@ def jaw_speech_correlation(motion: np.ndarray, self_audio: np.ndarray) -> float:
     if float(np.ptp(jaw[speaking])) == 0.0:
         return 0.0
     return float(jaw_energy_correlation(jaw, self_audio, speaking))
+
+
+def jaw_speech_correlation_all(motion: np.ndarray, self_audio: np.ndarray) -> float:
+    """Pearson r of jaw opening with own speech energy over ALL frames (silences included).
+
+    Why besides :func:`jaw_speech_correlation`: on real tracks the jaw hardly follows the
+    loudness *within* speech (the sample clip: r 0.01 on speaking frames) but opens when
+    speaking and rests when not (r 0.45 over all frames); this one sees that.
+    """
+    from dualtalk_core.layout import JAW
+    from dualtalk_core.signals import pearson, speech_energy_per_frame
+
+    motion = _as_motion(motion, "motion")
+    jaw = motion[:, JAW.start]
+    return float(pearson(jaw, speech_energy_per_frame(self_audio, len(jaw))))
+
+
+def motion_scale_checks(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """How much the prediction moves compared with the ground truth, per clip-side.
+
+    ``exp_std_ratio``: RMS over ``exp`` dims of the per-dim std, pred / real (1 = the face
+    moves as much as the real one; per-dim means excluded, so an identity offset does not
+    count as motion); ``jaw_std_ratio``: std of the jaw opening, pred / real; ``jaw_r``: Pearson
+    r of predicted vs real jaw opening. Why: the paper's metrics do not say whether a model
+    trained on one data scale moves a face of another (issue 19).
+    """
+    from dualtalk_core.layout import EXP, JAW
+    from dualtalk_core.signals import pearson
+
+    pred, gt = trim_to_shortest(_as_motion(pred, "pred"), _as_motion(gt, "gt"))
+
+    def ratio(a: float, b: float) -> float:
+        return float(a / b) if b > 0 else float("nan")
+
+    exp_rms = lambda m: float(np.sqrt(np.mean(np.var(m[:, EXP], axis=0))))  # noqa: E731
+    return {"exp_std_ratio": ratio(exp_rms(pred), exp_rms(gt)),
+            "jaw_std_ratio": ratio(float(pred[:, JAW.start].std()), float(gt[:, JAW.start].std())),
+            "jaw_r": float(pearson(pred[:, JAW.start], gt[:, JAW.start]))}

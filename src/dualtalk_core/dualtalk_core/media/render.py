@@ -8,10 +8,15 @@ slides the features sideways and narrows the outline, pitch slides them up and d
 
 What drives what (see :class:`RenderConfig`):
 
-* mouth opening  <- jaw opening (index 50, radians; ~0..0.25 when talking) + the mouth dims;
-* mouth corners  <- the smile dims (raise and widen);
-* eyelids        <- the blink dim;
+* mouth opening  <- jaw opening (index 50, radians, from its rest to its full opening) + the
+  jaw-coupled expression direction;
+* mouth corners  <- the smile direction (raise and widen);
+* eyelids        <- the blink direction;
 * head           <- head pose (indices 53:56).
+
+The directions come from :class:`~dualtalk_core.media.face_readout.FaceReadout`: by default
+the calibrated real scale (``dualtalk data synth``'s default), ``legacy`` for motion on the
+first synthetic scale (the bundled demo model's output).
 
 Frames are plain RGB ``uint8`` arrays; writers make a GIF (Pillow), an MP4 (an ``ffmpeg``
 binary, with the audio muxed in) or a PNG still. Pure Python: numpy + Pillow, no ROS.
@@ -21,15 +26,15 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from dualtalk_core.data import synth
 from dualtalk_core.media.audio_io import fit_audio
+from dualtalk_core.media.face_readout import FaceReadout, readout_for
 from dualtalk_core.media.video import output_kind, require_ffmpeg, write_gif, write_mp4
 from dualtalk_core.layout import DIM, EXP, FRAME_RATE, JAW, POSE, SAMPLE_RATE
 
@@ -61,11 +66,11 @@ PARTNER_STYLE = FaceStyle(skin=(225, 190, 150), hair=(40, 40, 45), iris=(70, 110
 class RenderConfig:
     """How coefficients become a drawing.
 
-    The expression dims and weights default to the *synthetic* data's rules
-    (:mod:`dualtalk_core.data.synth`: mouth dims follow speech, smile dims rise after the partner's
-    phrase, a blink dim). For real EMOCA/FLAME data, jaw and head pose are drawn exactly (they
-    are rotations) while expression is only approximate: FLAME's expression basis has no
-    "smile dim", so the smile/blink/mouth read-outs are a rough projection, clamped to stay sane.
+    ``readout`` holds the expression directions of the synthetic data's rules (mouth follows
+    speech, smile after the partner's phrase, blinks) on the data's scale: the calibrated real
+    scale by default, :meth:`FaceReadout.legacy` for the first synthetic scale. Jaw and head
+    pose are drawn exactly (they are rotations) while expression is only approximate: FLAME's
+    expression basis has no "smile dim", so the read-outs are a projection, clamped to stay sane.
     """
 
     size: int = 256                   # one face panel is size x size pixels
@@ -75,14 +80,8 @@ class RenderConfig:
     speaking: RGB = (40, 170, 70)
     agent: FaceStyle = AGENT_STYLE
     partner: FaceStyle = PARTNER_STYLE
-    jaw_full: float = 0.25            # jaw opening (rad) drawn as a fully open mouth
-    mouth_dims: tuple[int, ...] = synth.MOUTH_DIMS
-    mouth_weights: tuple[float, ...] = synth.MOUTH_WEIGHTS
-    mouth_gain: float = 0.3           # share of the mouth dims in the opening (jaw gets 1.0)
-    smile_dims: tuple[int, ...] = synth.SMILE_DIMS
-    smile_weights: tuple[float, ...] = synth.SMILE_WEIGHTS
-    blink_dim: int = synth.BLINK_DIM
-    blink_full: float = synth.BLINK_AMPLITUDE   # blink value that closes the eyes fully
+    readout: FaceReadout = field(default_factory=readout_for)
+    mouth_gain: float = 0.3           # share of the mouth direction in the opening (jaw: 1.0)
     max_angle: float = 0.8            # head rotation is clamped to this many radians
     speaking_threshold: float = 0.1   # speech level (see speech_levels) above it = "speaking"
 
@@ -91,17 +90,10 @@ class RenderConfig:
             raise ValueError(f"size must be 64..2048 pixels, got {self.size}")
         if not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
-        for name in ("jaw_full", "blink_full", "max_angle"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for dims, weights, what in ((self.mouth_dims, self.mouth_weights, "mouth"),
-                                    (self.smile_dims, self.smile_weights, "smile")):
-            if len(dims) != len(weights):
-                raise ValueError(f"{what}_dims and {what}_weights differ in length")
-            if any(not 0 <= d < EXP.stop for d in dims):
-                raise ValueError(f"{what}_dims must be expression dims 0..{EXP.stop - 1}: {dims}")
-        if not 0 <= self.blink_dim < EXP.stop:
-            raise ValueError(f"blink_dim must be an expression dim, got {self.blink_dim}")
+        if not self.max_angle > 0:
+            raise ValueError(f"max_angle must be > 0, got {self.max_angle}")
+        if not isinstance(self.readout, FaceReadout):
+            raise ValueError(f"readout must be a FaceReadout, got {type(self.readout).__name__}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -181,22 +173,19 @@ def _solid(colour: RGB, size: int) -> Image.Image:
 def face_controls(coeffs, config: RenderConfig) -> dict[str, float | np.ndarray]:
     """The few numbers the drawing uses, clamped: wild inputs never crash or leave the panel.
 
-    ``open`` (0..1.3) = jaw / jaw_full + mouth_gain x mouth read-out: monotonic in the jaw.
+    ``open`` (0..1.3) = jaw above its rest / (full - rest) + mouth_gain x mouth read-out:
+    monotonic in the jaw. Read-outs are projections on the rule directions (1 = one rule unit).
     """
     c = np.nan_to_num(np.asarray(coeffs, np.float64).reshape(DIM), nan=0.0, posinf=0.0,
                       neginf=0.0)
-    exp = c[EXP]
-
-    def readout(dims, weights):  # projection on the rule's direction: ~1 at the rule's unit
-        w = np.asarray(weights, float)
-        return float(exp[list(dims)] @ w / (w @ w)) if len(dims) else 0.0
-
-    mouth = float(np.clip(readout(config.mouth_dims, config.mouth_weights), -1.0, 1.5))
-    jaw = float(np.clip(c[JAW_OPEN], 0.0, 2.0 * config.jaw_full))
+    exp, ro = c[EXP], config.readout
+    mouth = float(np.clip(ro.read(exp, "mouth"), -1.0, 1.5))
+    span = ro.jaw_full - ro.jaw_rest
+    jaw = float(np.clip((c[JAW_OPEN] - ro.jaw_rest) / span, 0.0, 2.0))
     return {
-        "open": float(np.clip(jaw / config.jaw_full + config.mouth_gain * mouth, 0.0, 1.3)),
-        "smile": float(np.clip(readout(config.smile_dims, config.smile_weights), -0.5, 1.0)),
-        "blink": float(np.clip(exp[config.blink_dim] / config.blink_full, 0.0, 1.0)),
+        "open": float(np.clip(jaw + config.mouth_gain * mouth, 0.0, 1.3)),
+        "smile": float(np.clip(ro.read(exp, "smile"), -0.5, 1.0)),
+        "blink": float(np.clip(ro.read(exp, "blink"), 0.0, 1.0)),
         "pose": np.clip(c[POSE], -config.max_angle, config.max_angle),
     }
 

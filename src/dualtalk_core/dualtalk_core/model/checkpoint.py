@@ -3,7 +3,15 @@
 Layout (a plain dict saved with ``torch.save``; loads with ``weights_only=True``)::
 
     {"format": "dualtalk-checkpoint", "format_version": 1, "config": DualTalkConfig.to_dict(),
-     "rig": "flame56", "names": FLAME56_NAMES, "state_dict": {...}, "extra": {...}}
+     "rig": "flame56", "names": FLAME56_NAMES, "state_dict": {...}, "extra": {...},
+     "preset": "cpu", "streaming": {"window_s": 4.0, ...}}
+
+``preset`` (a name in :mod:`dualtalk_core.model.presets`) and ``streaming`` (the StreamingConfig
+values to stream this model with) are typed fields, so the streaming session picks the runner
+and ``streaming_preset: auto`` works for every saved, exported or converted checkpoint; files
+written before they existed are read through :func:`checkpoint_preset` /
+:func:`checkpoint_streaming` (the training config's preset, else the preset whose network sizes
+match, else ``cpu``).
 
 Loading validates everything and raises :class:`CheckpointError` (a ``ValueError``) whose message
 names the file and what is wrong (not a torch file, truncated, wrong format or version, missing
@@ -42,10 +50,13 @@ def self_contained_config(model: torch.nn.Module) -> DualTalkConfig:
     return config
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict | None = None) -> Path:
+def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict | None = None,
+                    preset: str | None = None, streaming: dict | None = None) -> Path:
     """Write ``model`` (a :class:`~dualtalk_core.model.dualtalk.DualTalk`) to ``path``; returns the path.
 
     ``extra`` holds anything JSON-like the caller wants kept (e.g. ``{"training": {...}}``).
+    ``preset`` / ``streaming``: the typed fields (default: resolved as for an old file, see
+    :func:`checkpoint_preset`; streaming = that preset's defaults).
     Tensors are stored contiguous on CPU. Written to a temporary file then renamed, so a crash
     never leaves a truncated checkpoint under the final name.
     """
@@ -60,7 +71,54 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict | None
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
+    if preset is not None:
+        payload["preset"] = preset
+    payload.update(typed_preset_fields(payload))
+    if streaming is not None:
+        payload["streaming"] = dict(streaming)
     return _save_atomically(payload, path)
+
+
+def checkpoint_preset(payload: dict) -> str:
+    """The preset a checkpoint's model belongs to: its ``preset`` field; for older files the
+    training config's ``model``, else the preset whose network sizes match, else ``cpu``.
+    An unknown recorded name is a :class:`CheckpointError`."""
+    from dualtalk_core.model.presets import DEFAULT_PRESET, PRESETS, match_preset
+
+    name = payload.get("preset")
+    if name is not None:
+        if name not in PRESETS:
+            raise CheckpointError(f"checkpoint field 'preset': expected one of {list(PRESETS)}, "
+                                  f"got {name!r}")
+        return name
+    training = (payload.get("extra") or {}).get("training") or {}
+    trained = (training.get("config") or {}).get("model") if isinstance(training, dict) else None
+    if isinstance(trained, str) and trained in PRESETS:
+        return trained
+    try:
+        config = DualTalkConfig.from_dict(payload["config"])
+    except (KeyError, ValueError, TypeError):
+        return DEFAULT_PRESET
+    return match_preset(config) or DEFAULT_PRESET
+
+
+def checkpoint_streaming(payload: dict) -> dict:
+    """The StreamingConfig values recorded with a checkpoint (``streaming``), else its preset's
+    streaming defaults."""
+    from dualtalk_core.model.presets import preset
+
+    recorded = payload.get("streaming")
+    if recorded is not None:
+        if not isinstance(recorded, dict):
+            raise CheckpointError(f"checkpoint field 'streaming': expected a mapping of "
+                                  f"StreamingConfig values, got {type(recorded).__name__}")
+        return dict(recorded)
+    return preset(checkpoint_preset(payload)).streaming_defaults()
+
+
+def typed_preset_fields(payload: dict) -> dict:
+    """``{"preset": ..., "streaming": ...}`` for a payload, resolved as for an old file."""
+    return {"preset": checkpoint_preset(payload), "streaming": checkpoint_streaming(payload)}
 
 
 def _save_atomically(payload: dict, path: Path) -> Path:
@@ -161,7 +219,9 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
              for k, v in payload["state_dict"].items()}
     extra["storage_dtype"] = "float16" if half else "float32"
-    return _save_atomically(dict(payload, state_dict=state, extra=extra), Path(dst))
+    out = dict(payload, state_dict=state, extra=extra)
+    out.update(typed_preset_fields(payload))   # before "training" (the preset it names) is gone
+    return _save_atomically(out, Path(dst))
 
 
 def _float32_weights(state_dict: dict) -> dict:

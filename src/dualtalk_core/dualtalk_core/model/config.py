@@ -2,15 +2,14 @@
 
 Defaults reproduce the released DualTalk network (see ``shared/spec/released-dualtalk-model.md``);
 the paper's options (alignment-biased attention, ReLU around the modulation) and the Table 6
-ablations are flags whose default is the released behaviour. Presets (``paper``, ``base``,
-``cpu``, ``tiny``) are named configs; ``get_preset(name)`` returns a fresh copy.
+ablations are flags whose default is the released behaviour. Named presets live in the registry
+:mod:`dualtalk_core.model.presets`; ``get_preset(name)`` returns a fresh copy of one's config.
 
 Bad values raise ``ValueError`` naming the field, the expected values and what was given, so a
 typo in a YAML file fails at load time instead of deep inside ``torch``.
 """
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +19,14 @@ from dualtalk_core.config_io import YamlConfigMixin
 
 FRONTENDS = ("wav2vec2", "logmel", "mfcc")
 MODULATION_ACTIVATIONS = ("none", "relu")
+#: (field, lowest, highest) in seconds for the causal model's horizons
+CAUSAL_HORIZONS = (("self_lookahead_s", 0.0, 0.32), ("partner_lookahead_s", -1.0, 0.32),
+                   ("attention_context_s", 0.04, 60.0))
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """A horizon in seconds (a multiple of 0.04 s) -> whole 25 fps frames."""
+    return int(round(seconds * 25))
 
 # facebook/wav2vec2-large-960h-lv60-self (the paper's audio encoder): only the values that differ
 # from transformers' Wav2Vec2Config defaults, so the dict stays readable and round-trips in YAML.
@@ -124,10 +131,13 @@ class DualTalkConfig(YamlConfigMixin):
 
     # --- input scaling (ours) ------------------------------------------------------------------
     partner_motion_scale: float = 1.0
-    """Factor on the partner motion before the ``blendshape_encoder`` (1 = released). FLAME
+    """Factor on the partner motion before the ``blendshape_encoder`` (1 = released). Only
+    LEGACY synthetic data needs it (``dualtalk data synth --face-stats legacy``): there FLAME
     coefficients are about 0.1 in size, so with PyTorch's default init the partner-motion
     features start almost constant (their variation is ~1/40 of the audio features') and a
-    short training run never learns to use them; 10 brings them to the audio features' scale.
+    short training run never learns to use them; 10 brings them to the audio features' scale
+    (the bundled demo model was trained so). Real EMOCA tracks and the default, calibrated
+    synthetic data are ~10x larger (exp per-dim std ~0.4, values up to ~3): use 1.
     A checkpoint keeps its value, so inference always matches training."""
     enhancer_residual: bool = False
     """Add the query (partner speech) back onto the temporal enhancer's cross-attention output,
@@ -135,6 +145,21 @@ class DualTalkConfig(YamlConfigMixin):
     only steers WHICH partner-motion frames are averaged: the attention has no positions and no
     residual, so when the partner stops talking reaches the BiLSTM only indirectly, and the
     listening responses that follow the partner's phrase ends are slow to learn."""
+
+    # --- live (causal) model: dualtalk_core.model.live -------------------------------------------
+    causal: bool = False
+    """Build the causal, incrementally stepped model (``LiveDualTalk``) instead of the released
+    offline one. Needs a log-mel/MFCC front end and no per-clip normalisation."""
+    self_lookahead_s: float = 0.0
+    """Causal model: frame k may use the agent's own audio up to the end of frame k + this
+    (a TTS engine knows its audio ahead). 0 to 0.32 s, a multiple of 0.04 s."""
+    partner_lookahead_s: float = 0.0
+    """Causal model: frame k may use the partner's audio and motion up to frame k + this;
+    negative = only up to k - |value| (the frame can be computed before its own time).
+    -1.0 to 0.32 s, a multiple of 0.04 s."""
+    attention_context_s: float = 8.0
+    """Causal model: how far back every attention looks (bounds per-frame cost and memory).
+    0.04 to 60 s, a multiple of 0.04 s."""
 
     # --- ablations (paper Table 6); all True = full model ---------------------------------------
     use_partner_audio: bool = True
@@ -183,8 +208,30 @@ class DualTalkConfig(YamlConfigMixin):
             bad("decoder_heads", f"a divisor of 2*d_model={2 * self.d_model}")
         if not self.partner_motion_scale > 0:
             bad("partner_motion_scale", "a number > 0")
+        self._validate_causal(bad)
         if self.d_model % 2:
             bad("d_model", "an even number (the BiLSTM has d_model/2 units per direction)")
+
+    def _validate_causal(self, bad) -> None:
+        """Horizons: whole 40 ms frames within their ranges; a causal model's front end."""
+        for name, lo, hi in CAUSAL_HORIZONS:
+            value = getattr(self, name)
+            if not lo <= value <= hi or abs(value * 25 - round(value * 25)) > 1e-6:
+                bad(name, f"a multiple of 0.04 s in [{lo}, {hi}] s")
+        if not self.causal:
+            return
+        if self.audio_frontend not in ("logmel", "mfcc"):
+            bad("audio_frontend", "'logmel' or 'mfcc' when causal=True (wav2vec2 is not causal)")
+        if self.normalize_audio:
+            bad("normalize_audio", "False when causal=True (per-clip normalisation sees the "
+                "whole clip)")
+        for name in ("alignment_bias",):
+            if getattr(self, name):
+                bad(name, "False when causal=True (the live model's attention is banded)")
+        for name in ("use_partner_audio", "use_partner_motion", "use_temporal_enhancer"):
+            if not getattr(self, name):
+                bad(name, "True when causal=True (this ablation is not built for the live "
+                    "model)")
 
     # ------------------------------------------------------------------ (de)serialisation
     # to_dict / from_dict / to_yaml / from_yaml come from YamlConfigMixin; the settings and hooks
@@ -233,24 +280,10 @@ class DualTalkConfig(YamlConfigMixin):
         return Wav2Vec2Config(**self.wav2vec2)
 
 
-PRESETS: dict[str, DualTalkConfig] = {
-    # The released model: two wav2vec2-large-lv60 encoders, d=256 (~630 M parameters).
-    "paper": DualTalkConfig(),
-    # wav2vec2-base sized encoders, same head.
-    "base": DualTalkConfig(wav2vec2=dict(WAV2VEC2_BASE)),
-    # Light log-mel front end and a narrower head: many times faster than real time on 2 cores.
-    "cpu": DualTalkConfig(audio_frontend="logmel", wav2vec2={}, n_mels=80, frontend_hidden=192,
-                          frontend_layers=2, d_model=128, interaction_layers=2,
-                          interaction_ffn=512, decoder_ffn=512),
-    # For tests: tiny random wav2vec2 and head, exercises the wav2vec2 path in milliseconds.
-    "tiny": DualTalkConfig(wav2vec2=dict(WAV2VEC2_TINY), d_model=32, interaction_layers=1,
-                           interaction_ffn=64, decoder_ffn=64),
-}
-"""Named presets; use :func:`get_preset` to get a copy you may modify."""
-
-
 def get_preset(name: str) -> DualTalkConfig:
-    """A fresh copy of preset ``name``; ``ValueError`` naming the known presets otherwise."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
-    return copy.deepcopy(PRESETS[name])
+    """A fresh copy of preset ``name``'s model config; ``ValueError`` naming the known presets
+    otherwise.  The presets (model sizes and streaming defaults together) live in the registry
+    :mod:`dualtalk_core.model.presets`."""
+    from dualtalk_core.model.presets import preset
+
+    return preset(name).model_config()

@@ -186,6 +186,10 @@ def convert_official(src: str | Path, dst: str | Path,
     log.info("converted %s: %d tensors, %.1f M parameters, %d wav2vec2 layers",
              src, len(sd), model.num_parameters() / 1e6,
              model.config.wav2vec2["num_hidden_layers"])
+    from dualtalk_core.model.presets import match_preset
+
+    # the released architecture: its own size preset, else the paper's streaming defaults
     return save_checkpoint(dst, model, extra={"converted_from": Path(src).name,
                                               "wav2vec2_config": str(wav2vec2_config or
-                                                                     "inferred from key shapes")})
+                                                                     "inferred from key shapes")},
+                           preset=match_preset(model.config) or "paper")

@@ -314,7 +314,18 @@ def alignment_mask(tgt_len: int, src_len: int, device=None) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 class DualTalk(nn.Module):
     """DualTalk: predict the agent's 56-d face motion from both speakers' audio and the
-    partner's motion. See the module docstring for the data flow."""
+    partner's motion. See the module docstring for the data flow.
+
+    A config with ``causal=True`` builds the live model instead
+    (:class:`dualtalk_core.model.live.LiveDualTalk`, same inputs and outputs): so the trainer,
+    checkpoint loading and inference build either kind with ``DualTalk(config)``."""
+
+    def __new__(cls, config: DualTalkConfig | None = None):
+        if cls is DualTalk and config is not None and config.causal:
+            from dualtalk_core.model.live import LiveDualTalk
+
+            return LiveDualTalk(config)       # not a DualTalk: Python skips __init__ below
+        return super().__new__(cls)
 
     def __init__(self, config: DualTalkConfig | None = None):
         super().__init__()

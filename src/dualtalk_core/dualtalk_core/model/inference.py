@@ -17,6 +17,7 @@ import logging
 import numpy as np
 import torch
 
+from dualtalk_core.devices import check_precision, inference, resolve_device, to_device
 from dualtalk_core.media.audio_io import fit_audio
 from dualtalk_core.layout import DIM, SAMPLES_PER_FRAME, num_frames_for_samples
 from dualtalk_core.data.motion_io import load_motion
@@ -49,12 +50,14 @@ def _as_array(x, name: str, ndim: int) -> np.ndarray:
 
 def predict_clip(model: torch.nn.Module, self_audio: np.ndarray, partner_audio: np.ndarray,
                  partner_motion: np.ndarray, device: str | torch.device = "cpu",
-                 length_from: str = "audio", normalize_audio: bool | None = None) -> np.ndarray:
+                 length_from: str = "audio", normalize_audio: bool | None = None,
+                 precision: str = "fp32") -> np.ndarray:
     """Whole clip -> agent motion float32 [T, 56] (see the module docstring for lengths).
 
     self_audio [n] and partner_audio [m] are 16 kHz mono float waveforms; partner_motion is
     [S, 56] in the 56-layout. The model runs in eval mode under ``torch.inference_mode`` on
-    ``device`` (the model is moved there).
+    ``device`` (``auto``/``cpu``/``cuda[:N]``; the model is moved there), with ``precision``
+    ``fp32`` (default), ``bf16`` or ``fp16`` (CUDA only) autocast; the output is float32.
     """
     if length_from not in LENGTH_FROM:
         raise ValueError(f"length_from: expected one of {LENGTH_FROM}, got {length_from!r}")
@@ -74,18 +77,13 @@ def predict_clip(model: torch.nn.Module, self_audio: np.ndarray, partner_audio: 
     partner_audio = fit_audio(partner_audio, n, "partner audio", log)
     partner_motion = fit_motion(partner_motion, T)
 
-    device = torch.device(device)
-    was_training = model.training
-    model.to(device).eval()
-    try:
-        with torch.inference_mode():
-            out = model(torch.from_numpy(self_audio)[None].to(device),
-                        torch.from_numpy(partner_audio)[None].to(device),
-                        torch.from_numpy(partner_motion)[None].to(device),
-                        num_frames=T, normalize_audio=normalize_audio)
-    finally:
-        model.train(was_training)
-    return out[0].float().cpu().numpy()
+    device = resolve_device(device)
+    check_precision(precision, device)
+    # one pinned, non-blocking copy per input (cuda); the only sync is reading the result back
+    inputs = to_device([self_audio[None], partner_audio[None], partner_motion[None]], device)
+    with inference(model, device, precision):
+        out = model(*inputs, num_frames=T, normalize_audio=normalize_audio)
+        return out[0].float().cpu().numpy()
 
 
 def load_partner_motion(path) -> np.ndarray:

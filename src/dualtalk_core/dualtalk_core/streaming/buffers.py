@@ -18,6 +18,10 @@ import numpy as np
 from dualtalk_core.layout import DIM, FRAME_RATE
 
 
+class BacklogOverflow(ValueError):
+    """A write or extension that would make an :class:`AudioTimeline` hold more than its bound."""
+
+
 class AudioTimeline:
     """Mono float32 audio addressed by absolute sample index, keeping only a bounded tail.
 
@@ -25,9 +29,14 @@ class AudioTimeline:
     range between existing data and a write further ahead is zero and marked unwritten.
     ``read(a, b)`` returns exactly ``b - a`` samples, zero where nothing was written or the range
     was already trimmed.  ``trim_before(i)`` forgets everything before ``i``.
+
+    Memory is bounded for any index: storage never spans more than ``max_samples``; a write or
+    :meth:`extend_start` that would need more raises :class:`BacklogOverflow` before allocating
+    anything (the engine then re-synchronises).  Check first with :meth:`fits`.
     """
 
-    def __init__(self, start: int = 0) -> None:
+    def __init__(self, start: int = 0, max_samples: int | None = None) -> None:
+        self.max_samples = max_samples
         self.reset(start)
 
     def reset(self, start: int = 0) -> None:
@@ -40,10 +49,22 @@ class AudioTimeline:
         """One past the last index that storage covers (written or zero-filled)."""
         return self.start + self._data.shape[0]
 
+    @property
+    def allocated(self) -> int:
+        """Samples of storage held now (the quantity :attr:`max_samples` bounds)."""
+        return int(self._data.shape[0])
+
+    def fits(self, end: int) -> bool:
+        """Whether writing up to ``end`` keeps storage within the bound."""
+        return self.max_samples is None or end - self.start <= self.max_samples
+
     def _ensure(self, end: int) -> None:
         need = end - self.start
         if need <= self._data.shape[0]:
             return
+        if self.max_samples is not None and need > self.max_samples:
+            raise BacklogOverflow(f"audio buffer would span {need} samples from index "
+                                  f"{self.start}; the bound is {self.max_samples}")
         grow = need - self._data.shape[0]
         self._data = np.concatenate([self._data, np.zeros(grow, dtype=np.float32)])
         self._written = np.concatenate([self._written, np.zeros(grow, dtype=bool)])
@@ -81,12 +102,21 @@ class AudioTimeline:
         grow = self.start - int(new_start)
         if grow <= 0:
             return
+        if self.max_samples is not None and self._data.shape[0] + grow > self.max_samples:
+            raise BacklogOverflow(f"audio buffer would span {self._data.shape[0] + grow} samples "
+                                  f"from index {new_start}; the bound is {self.max_samples}")
         self._data = np.concatenate([np.zeros(grow, np.float32), self._data])
         self._written = np.concatenate([np.zeros(grow, bool), self._written])
         self.start = int(new_start)
 
     def trim_before(self, index: int) -> None:
-        cut = min(max(0, index - self.start), self._data.shape[0])
+        """Forget everything before ``index`` (all of it, and move ``start`` there, when
+        ``index`` lies beyond the stored end)."""
+        if index >= self.end:
+            if index > self.start:
+                self.reset(index)
+            return
+        cut = max(0, index - self.start)
         if cut == 0:
             return
         self._data = self._data[cut:].copy()

@@ -4,7 +4,9 @@ Why: DualTalk as released is offline (BiLSTM and unmasked attention see the whol
 needs frames *now*.  The engine re-runs the ordinary offline model on a sliding window - ``W``
 seconds of left context plus ``L`` seconds of lookahead - every hop ``H``, and cross-fades the
 overlapping predictions of consecutive hops so there are no jumps at hop boundaries.  It is pure
-Python (no ROS); ``dualtalk_ros``'s node wraps it.
+Python (no ROS); :class:`dualtalk_core.streaming.session.StreamingSession` runs it for live
+consumers (clock origin, conversations, release times, latency), and ``dualtalk_ros``'s node
+is plumbing around the session.  Settings: :class:`dualtalk_core.streaming.config.StreamingConfig`.
 
 Clock and frames
 ----------------
@@ -36,6 +38,9 @@ Faults (nothing raises out of a ``push_*`` for bad data; each returns ``False`` 
 ------------------------------------------------------------------------------------------
 * partner audio gap (sample index jumps forward): zero-filled, ``gaps`` / ``gaps_zero_filled_samples``;
   a gap longer than ``max_gap_s`` re-synchronises instead (``resyncs``, ``frames_skipped``).
+* memory is bounded for any sample index: no buffer spans more than ``max_backlog_s``; a chunk
+  that would need more (a jump to index 2**40, compute far behind) re-synchronises both streams
+  at it (``backlog_resyncs``); a chunk longer than the bound is ``rejected_bad_shape``.
 * chunk entirely in the past: ``duplicates`` when its start index was seen recently, else
   ``dropped_out_of_order``; a chunk overlapping the end is trimmed (``overlap_trimmed_samples``).
 * NaN/Inf anywhere in a chunk or face frame: the whole chunk is rejected (``rejected_nonfinite``).
@@ -57,186 +62,21 @@ mean/variance of the last ``norm_context_s`` seconds it has produced up to the w
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import numpy as np
 
-from dualtalk_core.config_io import YamlConfigMixin
+from dualtalk_core.devices import to_device
 from dualtalk_core.layout import DIM, FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
-from dualtalk_core.streaming.buffers import AudioTimeline, BlockStats, MotionTrack
-from dualtalk_core.vad import EnergyVad, VadConfig, frame_levels_db
-
-NORM_MODES = ("running", "window", "none")
-_EPS = 1e-7  # as the released per-clip normalisation
-
-
-def _frames(seconds: float, name: str) -> int:
-    """Seconds -> whole frames; raises naming ``name`` when not a multiple of 40 ms."""
-    f = seconds * FRAME_RATE
-    if abs(f - round(f)) > 1e-6:
-        raise ValueError(f"StreamingConfig.{name}: expected a multiple of {1 / FRAME_RATE:g} s "
-                         f"(one 25 fps frame), got {seconds!r}")
-    return int(round(f))
-
-
-@dataclass
-class StreamingConfig(YamlConfigMixin):
-    """Window geometry, normalisation, fault limits and VAD of the streaming engine.
-
-    window_s:    left context fed to the model before the emission point (>= hop_s).
-    lookahead_s: future audio the model sees beyond the newest emitted frame (>= 0.04 s); it is
-                 the engine's latency floor.
-    hop_s:       how often the model is re-run; frames come out in batches of this size.
-    crossfade_s: length of the linear blend from the previous hop's prediction to the new one at
-                 the start of each batch (0 = none; at most hop_s and lookahead_s - 0.04 s).
-    All four must be multiples of 0.04 s (one frame).
-    norm_mode:   ``running`` (default; statistics of the last ``norm_context_s`` of each stream),
-                 ``window`` (each window on its own) or ``none`` (raw audio into the model).
-    face_tolerance_s: a partner face frame further than this from every received one is "filled".
-    max_gap_s:   partner audio gaps up to this are zero-filled; longer ones re-synchronise.
-    max_ahead_s: how far ahead of the partner clock agent audio / face frames may be pushed.
-    max_backlog_s: when compute falls behind and more than this much output is overdue, skip
-                 whole hops to the newest one (counted in ``frames_skipped``); 0 = never skip
-                 (deterministic, the default; a robot that must stay live sets e.g. 1.0).
-    """
-
-    window_s: float = 2.0
-    lookahead_s: float = 0.4
-    hop_s: float = 0.2
-    crossfade_s: float = 0.2
-    norm_mode: str = "running"
-    norm_context_s: float = 30.0
-    face_tolerance_s: float = 0.04
-    max_gap_s: float = 5.0
-    max_ahead_s: float = 30.0
-    max_backlog_s: float = 0.0
-    vad: VadConfig = field(default_factory=VadConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.vad, Mapping):
-            self.vad = VadConfig.from_dict(self.vad)
-        self.validate()
-
-    def validate(self) -> None:
-        for f in fields(self):
-            if f.name in ("norm_mode", "vad"):
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"StreamingConfig.{f.name}: expected a finite number >= 0, got {v!r}")
-            setattr(self, f.name, float(v))
-        if self.norm_mode not in NORM_MODES:
-            raise ValueError(f"StreamingConfig.norm_mode: expected one of {NORM_MODES}, "
-                             f"got {self.norm_mode!r}")
-        if not isinstance(self.vad, VadConfig):
-            raise ValueError(f"StreamingConfig.vad: expected VadConfig or a dict, got {self.vad!r}")
-        w, la, h, cf = (_frames(self.window_s, "window_s"), _frames(self.lookahead_s, "lookahead_s"),
-                        _frames(self.hop_s, "hop_s"), _frames(self.crossfade_s, "crossfade_s"))
-        if h < 1:
-            raise ValueError(f"StreamingConfig.hop_s: expected >= 0.04 s, got {self.hop_s}")
-        if la < 1:
-            raise ValueError(f"StreamingConfig.lookahead_s: expected >= 0.04 s (frame k needs its "
-                             f"own audio), got {self.lookahead_s}")
-        if w < h:
-            raise ValueError(f"StreamingConfig.window_s: expected >= hop_s ({self.hop_s}), "
-                             f"got {self.window_s}")
-        if cf > h or cf > la - 1:
-            raise ValueError(f"StreamingConfig.crossfade_s: expected <= hop_s ({self.hop_s}) and <= "
-                             f"lookahead_s - 0.04 ({self.lookahead_s - 0.04:g}), got {self.crossfade_s}")
-
-    # frames -------------------------------------------------------------------------------
-    @property
-    def window_frames(self) -> int:
-        return _frames(self.window_s, "window_s")
-
-    @property
-    def lookahead_frames(self) -> int:
-        return _frames(self.lookahead_s, "lookahead_s")
-
-    @property
-    def hop_frames(self) -> int:
-        return _frames(self.hop_s, "hop_s")
-
-    @property
-    def crossfade_frames(self) -> int:
-        return _frames(self.crossfade_s, "crossfade_s")
-
-    @property
-    def latency_s(self) -> float:
-        """Worst-case algorithmic latency of a frame behind the partner clock (L + H)."""
-        return self.lookahead_s + self.hop_s
-
-    # (de)serialisation: to_dict / from_dict / to_yaml / from_yaml come from YamlConfigMixin ----
-    _YAML_WHAT = "streaming config file"
-    _YAML_SECTION = "streaming"  # a file with a ``streaming:`` section is accepted too
-
-    def replace(self, **changes: Any) -> "StreamingConfig":
-        d = self.to_dict()
-        d.update(changes)
-        return StreamingConfig.from_dict(d)
-
-
-_PRESET_STREAMING: dict[str, dict[str, float]] = {
-    # Chosen with bench/bench_streaming.py on the 2-core dev machine: for a trained ``cpu`` model
-    # 4 s of left context halves the streaming-vs-offline error of 2 s (8 s gains little more),
-    # and a 0.4 s hop keeps the real-time factor near 0.1 at 0.8 s worst-case latency.
-    "tiny": dict(window_s=4.0, lookahead_s=0.4, hop_s=0.4, crossfade_s=0.36),
-    "cpu": dict(window_s=4.0, lookahead_s=0.4, hop_s=0.4, crossfade_s=0.36),
-    "base": dict(window_s=2.0, lookahead_s=0.4, hop_s=0.4, crossfade_s=0.36),
-    "paper": dict(window_s=2.0, lookahead_s=0.4, hop_s=0.4, crossfade_s=0.36),
-}
-
-
-def default_streaming_config(preset_name: str = "cpu") -> StreamingConfig:
-    """Sane W/L/H for a model preset (``tiny``, ``cpu``, ``base``, ``paper``)."""
-    if preset_name not in _PRESET_STREAMING:
-        raise ValueError(f"unknown preset {preset_name!r}; known presets: {sorted(_PRESET_STREAMING)}")
-    return StreamingConfig(**_PRESET_STREAMING[preset_name])
-
-
-@dataclass
-class OutputFrame:
-    """One agent face frame.  ``weights`` are the 56 FLAME coefficients (dualtalk_core.layout)."""
-
-    index: int
-    media_time_s: float
-    weights: np.ndarray
-    partner_vad: float
-    agent_vad: float
-    partner_speaking: bool
-    agent_speaking: bool
-    partner_face_filled: bool
-
-
-COUNTER_NAMES = (
-    "partner_chunks", "agent_chunks", "partner_motion_frames",
-    "dropped_out_of_order", "duplicates", "gaps", "gaps_zero_filled_samples",
-    "overlap_trimmed_samples", "rejected_nonfinite", "rejected_bad_shape", "rejected_bad_input",
-    "rejected_too_far_ahead", "agent_late_chunks", "resyncs", "frames_skipped",
-    "partner_face_filled_frames", "hops", "frames_emitted",
-)
-
-
-@dataclass
-class _Job:
-    """Everything one hop needs, copied out under the lock so the model runs without it."""
-
-    generation: int
-    win_start: int          # first frame of the window
-    win_end: int            # one past the last frame of the window
-    emit_start: int
-    emit_end: int
-    partner: np.ndarray     # normalised [n]
-    agent: np.ndarray
-    motion: np.ndarray      # [T, 56]
-    filled: np.ndarray      # [T] bool
-    partner_db: np.ndarray  # level of each emitted frame
-    agent_db: np.ndarray
+from dualtalk_core.streaming.buffers import AudioTimeline, BacklogOverflow, BlockStats, MotionTrack
+from dualtalk_core.streaming.checks import check_audio, check_face
+from dualtalk_core.streaming.config import StreamingConfig
+from dualtalk_core.streaming.frames import COUNTER_NAMES, FrameBatch, OutputFrame
+from dualtalk_core.streaming.hops import HopJob, crossfade, is_quantized, normalise
+from dualtalk_core.vad import EnergyVad, frame_levels_db
 
 
 class StreamingEngine:
@@ -244,21 +84,25 @@ class StreamingEngine:
 
     ``model`` is anything callable as ``model(self_audio [1,n], partner_audio [1,n],
     partner_motion [1,T,56], num_frames=T, normalize_audio=False) -> [1,T,56]`` (a
-    :class:`dualtalk_core.model.dualtalk.DualTalk`, possibly quantised).  Push methods may be called from
-    one thread while another calls :meth:`pull`; the model runs outside the buffer lock, so pushes
-    never wait for a hop.  ``pull`` raises only if the model itself fails.
+    :class:`dualtalk_core.model.dualtalk.DualTalk`, possibly quantised).  Push methods may be
+    called from one thread while another calls :meth:`pull_batches`; the model runs outside the
+    buffer lock, so pushes never wait for a hop.  Pulling raises only if the model itself fails.
     """
+
+    kind = "window"
 
     def __init__(self, model: Callable, config: StreamingConfig | None = None,
                  device: str = "cpu") -> None:
         import torch
 
+        from dualtalk_core.devices import resolve_device
+
         self._torch = torch
-        self.device = torch.device(device)
+        self.device = resolve_device(device, "streaming device")
         self.model = model
         if hasattr(model, "eval"):
             model.eval()
-        if hasattr(model, "to") and not _is_quantized(model):
+        if hasattr(model, "to") and not is_quantized(model):
             model.to(self.device)
         self.config = config if config is not None else StreamingConfig()
         self.config.validate()
@@ -278,7 +122,7 @@ class StreamingEngine:
             self._hop_ms: deque[float] = deque(maxlen=4096)
             self._compute_s = 0.0
             self._motion = MotionTrack(c.face_tolerance_s)
-            self._agent = AudioTimeline(0)
+            self._agent = AudioTimeline(0, c.max_backlog_samples)
             self._agent_empty = True
             self._clear_stream(None)
 
@@ -286,48 +130,42 @@ class StreamingEngine:
         """Per-stream state; ``origin_frame`` None = waiting for the first partner chunk."""
         c = self.config
         ctx = int(round(c.norm_context_s * SAMPLE_RATE))
+        base = 0 if origin_frame is None else origin_frame * SAMPLES_PER_FRAME
         self._origin = origin_frame
-        self._partner = AudioTimeline(0 if origin_frame is None else origin_frame * SAMPLES_PER_FRAME)
-        self._partner_end: int | None = None if origin_frame is None else origin_frame * SAMPLES_PER_FRAME
+        self._partner = AudioTimeline(base, c.max_backlog_samples)
+        self._partner_end: int | None = None if origin_frame is None else base
         self._recent_starts: deque[int] = deque(maxlen=256)
         self._next_emit = origin_frame or 0
         self._stats_end = self._partner_end or 0
         self._pstats, self._astats = BlockStats(ctx), BlockStats(ctx)
         self._pending: tuple[int, np.ndarray] | None = None
-        self._ready: list[OutputFrame] = []
+        self._ready: list[FrameBatch] = []
         self._vad_p, self._vad_a = EnergyVad(c.vad), EnergyVad(c.vad)
         self._flushed = False
 
-    # ------------------------------------------------------------------ validation helpers
+    def warm_up(self) -> float:
+        """One forward pass over a window of silence (the size of a real hop); returns ms.
+
+        Lazy initialisation inside torch then does not slow the first real hop."""
+        c = self.config
+        frames = c.window_frames + c.hop_frames + c.lookahead_frames
+        n = frames * SAMPLES_PER_FRAME
+        job = HopJob(0, 0, frames, 0, 0, np.zeros(n, np.float32), np.zeros(n, np.float32),
+                   np.zeros((frames, DIM), np.float32), np.ones(frames, bool),
+                   np.zeros(0), np.zeros(0), False)
+        return self._run_model(job)[1]
+
+    # ------------------------------------------------------------------ push
     def _reject(self, counter: str, message: str) -> bool:
         self.counters[counter] += 1
         self.last_rejection = message
         return False
 
-    def _check_audio(self, stream: str, samples: Any, first: Any) -> tuple[np.ndarray | None, str, str]:
-        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 0:
-            return None, "rejected_bad_input", (
-                f"{stream} audio: first_sample_index must be an int >= 0, got {first!r}")
-        try:
-            x = np.asarray(samples)
-        except Exception as exc:  # noqa: BLE001 - anything unconvertible is bad input
-            return None, "rejected_bad_input", f"{stream} audio: not an array ({exc})"
-        if x.dtype.kind != "f":
-            return None, "rejected_bad_input", (
-                f"{stream} audio: expected float samples in [-1, 1] (float32), got dtype {x.dtype}")
-        if x.ndim != 1 or x.shape[0] == 0:
-            return None, "rejected_bad_shape", (
-                f"{stream} audio: expected a non-empty 1-D mono chunk [k], got shape {list(x.shape)}")
-        if not np.all(np.isfinite(x)):
-            return None, "rejected_nonfinite", (
-                f"{stream} audio: chunk at sample {int(first)} holds NaN/Inf; dropped whole")
-        return x.astype(np.float32, copy=False), "", ""
-
-    # ------------------------------------------------------------------ push
     def push_partner_audio(self, samples: np.ndarray, first_sample_index: int) -> bool:
         """Partner (microphone) audio; the partner stream drives the clock.  Returns accepted."""
         with self._lock:
-            x, counter, msg = self._check_audio("partner", samples, first_sample_index)
+            x, counter, msg = check_audio("partner", samples, first_sample_index,
+                                          self._max_chunk)
             if x is None:
                 return self._reject(counter, msg)
             first, n = int(first_sample_index), int(x.shape[0])
@@ -342,49 +180,52 @@ class StreamingEngine:
             if first < end:
                 self.counters["overlap_trimmed_samples"] += end - first
                 x, first = x[end - first:], end
-            elif first > end:
-                gap = first - end
-                if gap > self.config.max_gap_s * SAMPLE_RATE:
-                    self._resync(first)
-                else:
-                    self.counters["gaps"] += 1
-                    self.counters["gaps_zero_filled_samples"] += gap
-                    self._partner.write(end, np.zeros(gap, np.float32))
-            self._partner.write(first, x)
-            self._partner_end = first + x.shape[0]
+            self._place_partner(first, x)
             self._recent_starts.append(int(first_sample_index))
             self.counters["partner_chunks"] += 1
             return True
 
+    @property
+    def _max_chunk(self) -> int:
+        """Longest chunk accepted: it must fit in a freshly re-synchronised buffer."""
+        return self.config.max_backlog_samples - SAMPLES_PER_FRAME
+
+    def _place_partner(self, first: int, x: np.ndarray) -> None:
+        """Write a chunk that starts at or after the stream end: zero-fill a short gap,
+        re-synchronise after a long one or when the buffer bound would be exceeded."""
+        end, stop = self._partner_end, first + x.shape[0]
+        if first > end and first - end > self.config.max_gap_s * SAMPLE_RATE:
+            self._resync(first, "resyncs", f"gap > max_gap_s before sample {first}")
+        elif not self._partner.fits(stop):
+            at = first if first > end else end
+            self._resync(at, "backlog_resyncs", f"sample {stop} lies beyond max_backlog_s="
+                         f"{self.config.max_backlog_s:g} of buffered audio")
+        elif first > end:
+            self.counters["gaps"] += 1
+            self.counters["gaps_zero_filled_samples"] += first - end
+            self._partner.write(end, np.zeros(first - end, np.float32))
+        self._partner.write(first, x)
+        self._partner_end = stop
+
     def push_agent_audio(self, samples: np.ndarray, first_sample_index: int) -> bool:
         """The agent's own speech at its PLAYBACK sample index; may come ahead (TTS lookahead)."""
         with self._lock:
-            x, counter, msg = self._check_audio("agent", samples, first_sample_index)
+            x, counter, msg = check_audio("agent", samples, first_sample_index, self._max_chunk)
             if x is None:
                 return self._reject(counter, msg)
             first, n = int(first_sample_index), int(x.shape[0])
-            clock = self._partner_end
-            if clock is None and not self._agent_empty:
-                clock = self._agent.start
-            if clock is not None and first > clock + self.config.max_ahead_s * SAMPLE_RATE:
-                return self._reject("rejected_too_far_ahead", (
-                    f"agent audio: chunk at sample {first} is more than max_ahead_s="
-                    f"{self.config.max_ahead_s} ahead of the clock (sample {clock})"))
-            if self._partner_end is None:         # nothing to anchor to yet
-                if self._agent_empty:
-                    self._agent.reset(first)
-                elif first < self._agent.start:
-                    if self._agent.end - first > self.config.max_ahead_s * SAMPLE_RATE:
-                        return self._reject("rejected_too_far_ahead", (
-                            f"agent audio: chunk at sample {first} would span more than "
-                            f"max_ahead_s={self.config.max_ahead_s} of buffered audio"))
-                    self._agent.extend_start(first)
-            if first + n <= self._agent.start:
-                return self._reject("dropped_out_of_order", (
-                    f"agent audio: chunk [{first}, {first + n}) is older than the kept buffer "
-                    f"(from sample {self._agent.start})"))
+            refused = self._agent_refusal(first, n)
+            if refused:
+                return self._reject(*refused)
             if self._agent.written_count(first, first + n) == n:
                 return self._reject("duplicates", f"agent audio: range [{first}, {first + n}) already received")
+            if not self._agent.fits(first + n) and self._partner_end is not None:
+                self._resync(self._partner_end, "backlog_resyncs", (
+                    f"agent sample {first + n} lies beyond max_backlog_s="
+                    f"{self.config.max_backlog_s:g} of buffered audio"))
+            if not self._agent.fits(first + n):
+                return self._reject("rejected_too_far_ahead", (
+                    f"agent audio: chunk at sample {first} lies beyond max_backlog_s of buffer"))
             if self._partner_end is not None and first < self._stats_end:
                 self.counters["agent_late_chunks"] += 1
             self._agent.write(first, x)
@@ -392,26 +233,39 @@ class StreamingEngine:
             self.counters["agent_chunks"] += 1
             return True
 
+    def _agent_refusal(self, first: int, n: int) -> tuple[str, str] | None:
+        """(counter, message) when an agent chunk cannot be placed; anchors the agent buffer
+        when nothing else has (no partner audio yet)."""
+        limit = self.config.max_ahead_s * SAMPLE_RATE
+        clock = self._partner_end
+        if clock is None and not self._agent_empty:
+            clock = self._agent.start
+        if clock is not None and first > clock + limit:
+            return "rejected_too_far_ahead", (
+                f"agent audio: chunk at sample {first} is more than max_ahead_s="
+                f"{self.config.max_ahead_s} ahead of the clock (sample {clock})")
+        if self._partner_end is None:         # nothing to anchor to yet
+            if self._agent_empty:
+                self._agent.reset(first)
+            elif first < self._agent.start:
+                if self._agent.end - first > limit:
+                    return "rejected_too_far_ahead", (
+                        f"agent audio: chunk at sample {first} would span more than "
+                        f"max_ahead_s={self.config.max_ahead_s} of buffered audio")
+                self._agent.extend_start(first)
+        if first + n <= self._agent.start:
+            return "dropped_out_of_order", (
+                f"agent audio: chunk [{first}, {first + n}) is older than the kept buffer "
+                f"(from sample {self._agent.start})")
+        return None
+
     def push_partner_motion(self, frame: np.ndarray, media_time_s: float) -> bool:
         """One tracked partner face frame (56 FLAME coefficients) at its media time."""
         with self._lock:
-            try:
-                t = float(media_time_s)
-            except (TypeError, ValueError):
-                return self._reject("rejected_bad_input", f"partner motion: media_time_s must be a "
-                                    f"number, got {media_time_s!r}")
-            if not math.isfinite(t) or t < 0:
-                return self._reject("rejected_bad_input", f"partner motion: media_time_s must be "
-                                    f"finite and >= 0, got {media_time_s!r}")
-            try:
-                v = np.asarray(frame, dtype=np.float32)
-            except (TypeError, ValueError) as exc:
-                return self._reject("rejected_bad_input", f"partner motion: not numeric ({exc})")
-            if v.shape != (DIM,):
-                return self._reject("rejected_bad_shape", (
-                    f"partner motion: expected shape [{DIM}], got {list(v.shape)}"))
-            if not np.all(np.isfinite(v)):
-                return self._reject("rejected_nonfinite", f"partner motion at {t:.3f} s holds NaN/Inf")
+            got, counter, msg = check_face(frame, media_time_s)
+            if got is None:
+                return self._reject(counter, msg)
+            v, t = got
             last = self._motion.last_time
             if last is not None and t == last:
                 return self._reject("duplicates", f"partner motion: duplicate stamp {t:.3f} s")
@@ -433,43 +287,64 @@ class StreamingEngine:
         if first > base:   # part of the first frame before the first sample: silence, not a gap
             self._partner.write(base, np.zeros(first - base, np.float32))
             self._partner_end = first
+        self._rebase_agent(base)
+
+    def _rebase_agent(self, base: int) -> None:
+        """Keep agent audio from ``base`` on (TTS pushed ahead); drop what lies before it or
+        what would not fit the buffer bound."""
         if self._agent_empty:
             self._agent.reset(base)
-        else:
+            return
+        self._agent.trim_before(base)
+        try:
             self._agent.extend_start(base)
+        except BacklogOverflow:
+            self._agent.reset(base)
+            self._agent_empty = True
 
-    def _resync(self, first: int) -> None:
+    def _resync(self, first: int, counter: str, why: str) -> None:
+        """Restart the streams at sample ``first`` (both buffers rebased there); frames already
+        computed are kept, the in-flight hop is discarded."""
         old_next, ready = self._next_emit, self._ready
         self._generation += 1
         self._start_stream(first)
+        self._motion.trim_before(self._origin / FRAME_RATE)
         self._ready = ready
-        self.counters["resyncs"] += 1
+        self.counters[counter] += 1
+        if counter != "resyncs":
+            self.counters["resyncs"] += 1
         self.counters["frames_skipped"] += max(0, self._next_emit - old_next)
-        self.last_rejection = f"partner audio: gap > max_gap_s before sample {first}; re-synchronised"
+        self.last_rejection = f"partner audio: {why}; re-synchronised"
 
     # ------------------------------------------------------------------ hops
-    def _make_job(self, final: bool) -> _Job | None:
+    def _window_end(self, final: bool) -> tuple[int, int] | None:
+        """(window end, emit end) of the next hop, or None when it is not computable yet."""
+        c = self.config
+        la, hop = c.lookahead_frames, c.hop_frames
+        if final:
+            win_end = -(-self._partner_end // SAMPLES_PER_FRAME)
+            return None if win_end <= self._next_emit else (win_end, win_end)
+        win_end = self._next_emit + hop - 1 + la
+        if self._partner_end < win_end * SAMPLES_PER_FRAME:
+            return None
+        behind = (self._partner_end // SAMPLES_PER_FRAME - win_end) // hop   # whole hops overdue
+        if c.max_overdue_s is not None and behind * hop > c.max_overdue_s * FRAME_RATE:
+            self._next_emit += behind * hop
+            win_end += behind * hop
+            self.counters["frames_skipped"] += behind * hop
+            self._pending = None           # nothing to cross-fade with across the jump
+        return win_end, self._next_emit + hop
+
+    def _make_job(self, final: bool) -> HopJob | None:
         if self._origin is None or self._flushed:
             return None
+        ends = self._window_end(final)
+        if ends is None:
+            return None
+        win_end, emit_end = ends
         c = self.config
-        la, hop, win = c.lookahead_frames, c.hop_frames, c.window_frames
-        if not final:
-            win_end = self._next_emit + hop - 1 + la
-            if self._partner_end < win_end * SAMPLES_PER_FRAME:
-                return None
-            behind = (self._partner_end // SAMPLES_PER_FRAME - win_end) // hop   # whole hops overdue
-            if c.max_backlog_s > 0 and behind * hop > c.max_backlog_s * FRAME_RATE:
-                self._next_emit += behind * hop
-                win_end += behind * hop
-                self.counters["frames_skipped"] += behind * hop
-                self._pending = None           # nothing to cross-fade with across the jump
-            emit_end = self._next_emit + hop
-        else:
-            win_end = -(-self._partner_end // SAMPLES_PER_FRAME)
-            if win_end <= self._next_emit:
-                return None
-            emit_end = win_end
-        win_start = max(self._origin, min(win_end - la - win, self._next_emit))
+        win_start = max(self._origin, min(win_end - c.lookahead_frames - c.window_frames,
+                                          self._next_emit))
         a, b = win_start * SAMPLES_PER_FRAME, win_end * SAMPLES_PER_FRAME
         partner, agent = self._partner.read(a, b), self._agent.read(a, b)
         # running statistics: add the new block up to the window end (deterministic: hop grid)
@@ -477,61 +352,41 @@ class StreamingEngine:
             self._pstats.add(b, self._partner.read(self._stats_end, b))
             self._astats.add(b, self._agent.read(self._stats_end, b))
             self._stats_end = b
-        partner_n = self._normalise(partner, self._pstats)
-        agent_n = self._normalise(agent, self._astats)
         motion, filled = self._motion.frames(win_start, win_end - win_start)
         ea, eb = self._next_emit * SAMPLES_PER_FRAME, emit_end * SAMPLES_PER_FRAME
-        return _Job(self._generation, win_start, win_end, self._next_emit, emit_end,
-                    partner_n, agent_n, motion, filled,
-                    frame_levels_db(self._partner.read(ea, eb)), frame_levels_db(self._agent.read(ea, eb)))
+        return HopJob(self._generation, win_start, win_end, self._next_emit, emit_end,
+                    normalise(partner, c.norm_mode, self._pstats), normalise(agent, c.norm_mode, self._astats),
+                    motion, filled, frame_levels_db(self._partner.read(ea, eb)),
+                    frame_levels_db(self._agent.read(ea, eb)), final)
 
-    def _normalise(self, x: np.ndarray, stats: BlockStats) -> np.ndarray:
-        mode = self.config.norm_mode
-        if mode == "none":
-            return x
-        if mode == "window":
-            mean, var = float(np.mean(x, dtype=np.float64)), float(np.var(x, dtype=np.float64))
-        else:
-            mean, var = stats.mean_var()
-        return ((x.astype(np.float64) - mean) / math.sqrt(var + _EPS)).astype(np.float32)
-
-    def _run_model(self, job: _Job) -> tuple[np.ndarray, float]:
+    def _run_model(self, job: HopJob) -> tuple[np.ndarray, float]:
         torch = self._torch
         t0 = time.perf_counter()
         with torch.inference_mode():
-            dev = self.device
-            self_audio = torch.from_numpy(job.agent)[None].to(dev)
-            partner_audio = torch.from_numpy(job.partner)[None].to(dev)
-            motion = torch.from_numpy(job.motion)[None].to(dev)
+            # one pinned, non-blocking copy per input and hop; the read-back is the only sync
+            self_audio, partner_audio, motion = to_device(
+                [job.agent[None], job.partner[None], job.motion[None]], self.device)
             out = self.model(self_audio, partner_audio, motion,
                              num_frames=job.win_end - job.win_start, normalize_audio=False)
             pred = out[0].float().cpu().numpy()
         return pred, (time.perf_counter() - t0) * 1000.0
 
-    def _commit(self, job: _Job, pred: np.ndarray, ms: float) -> None:
-        n_emit = job.emit_end - job.emit_start
-        cur = pred[job.emit_start - job.win_start: job.emit_end - job.win_start]
-        out = cur.copy()
-        n_cf = self.config.crossfade_frames
-        if self._pending is not None and n_cf > 0:
-            p_start, prev = self._pending
-            for i in range(min(n_cf, n_emit)):
-                j = job.emit_start + i - p_start
-                if 0 <= j < prev.shape[0]:
-                    w = (i + 1) / (n_cf + 1)
-                    out[i] = w * cur[i] + (1.0 - w) * prev[j]
+    def _commit(self, job: HopJob, pred: np.ndarray, ms: float) -> None:
+        out = crossfade(job, pred, self._pending, self.config.crossfade_frames)
         self._pending = (job.win_start, pred)
-        for i in range(n_emit):
+        frames = []
+        for i in range(job.emit_end - job.emit_start):
             k = job.emit_start + i
             p_score, p_speak = self._vad_p.update(float(job.partner_db[i]))
             a_score, a_speak = self._vad_a.update(float(job.agent_db[i]))
             filled = bool(job.filled[k - job.win_start])
             self.counters["partner_face_filled_frames"] += int(filled)
-            self._ready.append(OutputFrame(
+            frames.append(OutputFrame(
                 index=k, media_time_s=k * SAMPLES_PER_FRAME / SAMPLE_RATE,
                 weights=out[i].astype(np.float32), partner_vad=p_score, agent_vad=a_score,
                 partner_speaking=p_speak, agent_speaking=a_speak, partner_face_filled=filled))
-        self.counters["frames_emitted"] += n_emit
+        self._ready.append(FrameBatch(frames, None if job.final else job.win_end * SAMPLES_PER_FRAME))
+        self.counters["frames_emitted"] += len(frames)
         self.counters["hops"] += 1
         self._hop_ms.append(ms)
         self._compute_s += ms / 1000.0
@@ -543,48 +398,63 @@ class StreamingEngine:
 
     def _run_hops(self, final: bool) -> None:
         with self._pull_lock:
-            self._run_hops_locked(final)
+            while True:
+                with self._lock:
+                    job = self._make_job(final=False)
+                    if job is None and final:
+                        job = self._make_job(final=True)
+                        if job is not None:
+                            self._flushed = True
+                    if job is None:
+                        return
+                pred, ms = self._run_model(job)
+                expected = (job.win_end - job.win_start, DIM)
+                if pred.shape != expected:
+                    raise RuntimeError(f"model returned shape {list(pred.shape)} for a window of "
+                                       f"{expected[0]} frames; expected {list(expected)}")
+                with self._lock:
+                    if job.generation == self._generation:
+                        self._commit(job, pred, ms)
 
-    def _run_hops_locked(self, final: bool) -> None:
-        while True:
-            with self._lock:
-                job = self._make_job(final=False)
-                if job is None and final:
-                    job = self._make_job(final=True)
-                    if job is not None:
-                        self._flushed = True
-                if job is None:
-                    return
-            pred, ms = self._run_model(job)
-            expected = (job.win_end - job.win_start, DIM)
-            if pred.shape != expected:
-                raise RuntimeError(f"model returned shape {list(pred.shape)} for a window of "
-                                   f"{expected[0]} frames; expected {list(expected)}")
-            with self._lock:
-                if job.generation == self._generation:
-                    self._commit(job, pred, ms)
+    def _take(self) -> list[FrameBatch]:
+        with self._lock:
+            out, self._ready = self._ready, []
+        return out
+
+    def pull_batches(self) -> list[FrameBatch]:
+        """Run every hop the partner clock allows; the hops computed, in order."""
+        self._run_hops(final=False)
+        return self._take()
+
+    def flush_batches(self) -> list[FrameBatch]:
+        """End of conversation: compute every remaining frame (the last window has less
+        lookahead).  No further frames come out until :meth:`reset` starts a new one."""
+        self._run_hops(final=True)
+        return self._take()
 
     def pull(self) -> list[OutputFrame]:
-        """Run every hop the partner clock allows and return the frames produced, in order."""
-        self._run_hops(final=False)
-        with self._lock:
-            out, self._ready = self._ready, []
-        return out
+        """:meth:`pull_batches` as one flat list of frames."""
+        return [f for b in self.pull_batches() for f in b.frames]
 
     def flush(self) -> list[OutputFrame]:
-        """End of conversation: emit every remaining frame (the last window has less lookahead).
-
-        No further frames come out until :meth:`reset` starts a new conversation."""
-        self._run_hops(final=True)
-        with self._lock:
-            out, self._ready = self._ready, []
-        return out
+        """:meth:`flush_batches` as one flat list of frames."""
+        return [f for b in self.flush_batches() for f in b.frames]
 
     # ------------------------------------------------------------------ diagnostics
     @property
     def clock_s(self) -> float:
         """Media time covered by partner audio so far."""
         return 0.0 if self._partner_end is None else self._partner_end / SAMPLE_RATE
+
+    @property
+    def clock_samples(self) -> int | None:
+        """Partner samples covered so far (absolute index); None before the first chunk."""
+        return self._partner_end
+
+    @property
+    def buffered_samples(self) -> int:
+        """Largest storage any audio buffer holds now (bounded by ``max_backlog_s``)."""
+        return max(self._partner.allocated, self._agent.allocated)
 
     @property
     def stats(self) -> dict[str, float]:
@@ -602,11 +472,3 @@ class StreamingEngine:
                          hop_ms_p95=float(np.percentile(ms, 95)), hop_ms_p99=float(np.percentile(ms, 99)),
                          hop_ms_max=float(ms.max()), hop_ms_last=float(ms[-1]))
             return d
-
-
-def _is_quantized(model: Any) -> bool:
-    """Dynamically quantised modules must not be moved with ``.to`` (they stay on CPU)."""
-    try:
-        return any("quantized" in type(m).__module__ for m in model.modules())
-    except AttributeError:
-        return False

@@ -6,12 +6,15 @@ loaded from YAML (``config/train_*.yaml``).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dualtalk_core.config_io import YamlConfigMixin
 from dualtalk_core.training.losses import LOSS_WEIGHT_NAMES, LossWeights
 
+AMP_MODES = ("none", "bf16", "fp16")
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 @dataclass
 class TrainConfig(YamlConfigMixin):
@@ -63,7 +66,20 @@ class TrainConfig(YamlConfigMixin):
     max_train_clips: int | None = None
     """Use only the first N training clips (smoke runs)."""
     device: str = "auto"
-    """auto (cuda when available), cpu or cuda."""
+    """auto (cuda when available), cpu, cuda or cuda:N; under torchrun auto/cuda = the GPU of
+    the process's LOCAL_RANK. cuda without a GPU is refused when training starts."""
+    amp: str = "none"
+    """Mixed precision: none (fp32, as released), bf16 (autocast; CPU and GPU; no loss scaling
+    needed: bf16 has fp32's range) or fp16 (autocast + GradScaler; CUDA only)."""
+    grad_accum_steps: int = 1
+    """Split each batch of ``batch_size`` windows into this many micro-batches whose gradients
+    add up before the one optimizer step (1 = off, as released). The optimisation is the same
+    as with the whole batch (to float rounding; exact when no window is padded); only the
+    activation memory shrinks, so a large batch fits on a small GPU."""
+    context_frames: int = 0
+    """Causal (``live``) models: frames of the clip before each mid-conversation window that
+    the model runs over but the loss ignores, so windows are learnt with a warm state, as in a
+    stream (0 = off, as released; e.g. 100 = 4 s). Windows at a clip's start stay cold."""
     progress: bool = True
     log_every_steps: int = 1
 
@@ -88,10 +104,14 @@ class TrainConfig(YamlConfigMixin):
             except (TypeError, ValueError):
                 bad("max_minutes", "a number of minutes or null")
         for name in ("scheduler_step_epochs", "batch_size", "window", "epochs",
-                     "val_every_epochs", "checkpoint_every_epochs", "log_every_steps"):
+                     "val_every_epochs", "checkpoint_every_epochs", "log_every_steps",
+                     "grad_accum_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 bad(name, "an int >= 1")
+        if isinstance(self.context_frames, bool) or not isinstance(self.context_frames, int) \
+                or self.context_frames < 0:
+            bad("context_frames", "an int >= 0")
         for name in ("stride", "max_steps", "max_train_clips", "num_threads", "val_every_steps"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -115,8 +135,15 @@ class TrainConfig(YamlConfigMixin):
             bad("ema_decay", "in [0, 1) (0 = off)")
         if self.max_minutes is not None and self.max_minutes <= 0:
             bad("max_minutes", "> 0")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            bad("device", "auto, cpu or cuda")
+        if not _DEVICE_NAME.fullmatch(str(self.device)):
+            bad("device", "auto, cpu, cuda or cuda:N")
+        if self.amp not in AMP_MODES:
+            bad("amp", f"one of {', '.join(AMP_MODES)}")
+        if self.amp == "fp16" and self.device == "cpu":
+            bad("amp", "none or bf16 on device cpu (fp16 needs CUDA's GradScaler)")
+        if self.grad_accum_steps > self.batch_size:
+            bad("grad_accum_steps", f"<= batch_size ({self.batch_size}): each micro-batch "
+                                    "needs a window")
         if not isinstance(self.model_overrides, dict):
             bad("model_overrides", "a mapping of DualTalkConfig fields")
         if not isinstance(self.loss_weights, dict):

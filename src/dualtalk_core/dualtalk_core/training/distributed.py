@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dualtalk_core.devices import resolve_device
+
 
 @dataclass
 class DistInfo:
@@ -31,23 +33,32 @@ class DistInfo:
         return self.rank == 0
 
 
+def ddp_backend(device: torch.device) -> str:
+    """The process-group backend for ``device``: nccl for GPUs (GPU-direct all-reduce), gloo
+    for CPU (nccl has no CPU tensors)."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def process_device(device: str, local_rank: int) -> torch.device:
+    """This process's device: ``auto``/``cuda`` mean the GPU of its ``LOCAL_RANK`` (one GPU per
+    process under torchrun); ``cuda:N`` is taken as given. Refusals come from
+    :func:`dualtalk_core.devices.resolve_device`."""
+    dev = resolve_device(device, "TrainConfig.device")
+    if dev.type == "cuda" and str(device).strip().lower() in ("auto", "cuda"):
+        dev = resolve_device(f"cuda:{local_rank}", f"TrainConfig.device (LOCAL_RANK {local_rank})")
+    return dev
+
+
 def setup_distributed(device: str) -> DistInfo:
     """Read torchrun's environment; init gloo (CPU) or nccl (GPU) when WORLD_SIZE > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available")
-        dev = torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)
+    dev = process_device(device, local_rank)
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
+        torch.distributed.init_process_group(backend=ddp_backend(dev))
     return DistInfo(rank, world, local_rank, dev)
 
 
@@ -58,7 +69,6 @@ def all_reduce(values: list[float], info: DistInfo, op: str = "sum") -> list[flo
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX if op == "max"
                                  else torch.distributed.ReduceOp.SUM)
     return t.tolist()
-
 
 
 def rng_state() -> dict[str, Any]:

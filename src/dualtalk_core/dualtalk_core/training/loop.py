@@ -8,7 +8,9 @@ rank), so a resumed run produces the same losses as an uninterrupted one on CPU.
 Only rank 0 logs, draws the progress bar and writes checkpoints; stop decisions
 (``--max-steps``, ``--max-minutes``) are agreed by all ranks. The knobs are
 :class:`~dualtalk_core.training.config.TrainConfig`; process set-up is
-:mod:`dualtalk_core.training.distributed`; the log is :mod:`dualtalk_core.training.log`.
+:mod:`dualtalk_core.training.distributed`; the log is :mod:`dualtalk_core.training.log`;
+mixed precision and gradient accumulation (the hardware-dependent parts of a step) are
+:mod:`dualtalk_core.training.step`.
 """
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ from typing import Any
 import torch
 
 from dualtalk_core.data.dataset import WindowDataset, load_split, split_by_clip
+from dualtalk_core.devices import peak_memory_mb
 from dualtalk_core.training.config import TrainConfig
 from dualtalk_core.training.distributed import (DistInfo, all_reduce, rng_state, seed_everything,
                                                 set_rng_state, setup_distributed)
-from dualtalk_core.training.log import TrainLogger, read_log
+from dualtalk_core.training.log import Throughput, TrainLogger, read_log
 from dualtalk_core.training.losses import LOSS_TERMS, LossWeights, dualtalk_loss
+from dualtalk_core.training.step import MixedPrecision, micro_batches, sync_context
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,17 @@ class TrainResult:
     history: list[dict[str, Any]]
     checkpoints: list[Path]
     stopped_by: str  # "epochs", "max_steps", "max_minutes"
+
+
+def lookahead_frames(model_config) -> int:
+    """Frames of input a causal model reads past its last output frame (0 for the released
+    architecture, whose items stay exactly as released)."""
+    if not getattr(model_config, "causal", False):
+        return 0
+    from dualtalk_core.model.config import seconds_to_frames
+
+    return max(0, seconds_to_frames(model_config.self_lookahead_s),
+               seconds_to_frames(model_config.partner_lookahead_s))
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -128,10 +143,11 @@ class Trainer:
     """One training run: set up (data, model, optimizer, resume state), then epochs of steps.
 
     The set-up order is part of reproducibility (RNG draws): data, ``seed``, model, optimizer,
-    per-rank seed, resumed RNG state."""
+    per-rank seed, resumed RNG state. ``sides`` = (train, validation) lists of
+    :class:`~dualtalk_core.data.dataset.ClipSide` to use instead of reading ``data_root``."""
 
     def __init__(self, cfg: TrainConfig, data_root: str | Path, out_dir: str | Path,
-                 resume: str | Path | None) -> None:
+                 resume: str | Path | None, sides: tuple[list, list] | None = None) -> None:
         from dualtalk_core.model.checkpoint import read_payload
 
         self.start_time = time.perf_counter()
@@ -144,13 +160,22 @@ class Trainer:
             out_dir.mkdir(parents=True, exist_ok=True)
             cfg.to_yaml(out_dir / "train_config.yaml")
         self.weights = LossWeights(**cfg.loss_weights)
-        self.train_sides, val_sides = _load_sides(Path(data_root), cfg, info)
-        self.train_ds = WindowDataset(self.train_sides, cfg.window, cfg.stride)
-        self.val_ds = WindowDataset(val_sides, cfg.window, cfg.window) if val_sides else None
+        self.amp = MixedPrecision(cfg.amp, info.device)
+        # ``sides`` = (train, validation) ClipSides already in memory (benchmarks, tests)
+        self.train_sides, val_sides = sides if sides is not None else _load_sides(
+            Path(data_root), cfg, info)
+        look = lookahead_frames(cfg.model_config())
+        self.train_ds = WindowDataset(self.train_sides, cfg.window, cfg.stride,
+                                      context=cfg.context_frames, lookahead=look)
+        self.val_ds = (WindowDataset(val_sides, cfg.window, cfg.window,
+                                     context=cfg.context_frames, lookahead=look)
+                       if val_sides else None)
 
         seed_everything(cfg.seed)                  # same initial weights on every rank
         self.payload = read_payload(resume) if resume else None
         self._build_model()
+        if self.payload is None and hasattr(self.model, "set_feature_statistics"):
+            self._set_feature_statistics()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -204,12 +229,25 @@ class Trainer:
                                    if info.device.type == "cuda" else None,
                                    find_unused_parameters=unused)
 
+    def _set_feature_statistics(self) -> None:
+        """A causal model's fixed log-mel statistics, from (up to 50 of) the training clips'
+        audio, once at the start (never per clip, never on resume: they are weights)."""
+        waves = [a for side in self.train_sides[:50]
+                 for a in (side.self_audio, side.partner_audio) if a is not None]
+        mean, std = self.model.set_feature_statistics(waves)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.model.state_dict())
+        if self.info.is_main:
+            log.info("log-mel statistics from %d training waveforms: mean %.2f, std %.2f",
+                     len(waves), mean, std)
+
     def _restore_training_state(self) -> None:
         tr = self.payload["extra"].get("training")
         if not tr:
             raise ValueError(f"{self.resume}: has no training state (extra['training']); "
                              "it can initialise weights but not resume a run")
         self.optimizer.load_state_dict(tr["optimizer"])
+        self.amp.load_state_dict(tr.get("amp_scaler"))
         self.scheduler.load_state_dict(tr["scheduler"])
         self.epoch, self.batch_in_epoch, self.step = (tr["epoch"], tr["batch_in_epoch"],
                                                       tr["step"])
@@ -247,6 +285,8 @@ class Trainer:
             "best_val": self.best_val, "rng": states_all, "config": self.cfg.to_dict(),
             "data": str(self.data_root), "world_size": info.world_size,
         }}
+        if self.amp.state_dict() is not None:
+            extra["training"]["amp_scaler"] = self.amp.state_dict()
         if self.ema is not None:
             extra["training"]["raw_state_dict"] = self.model.state_dict()
         path = save_checkpoint(self.out_dir / name, self.eval_model, extra=extra)
@@ -283,15 +323,25 @@ class Trainer:
         return None if not reason else ("max_steps" if reason == 1.0 else "max_minutes")
 
     def train_step(self, batch) -> dict[str, float]:
-        """One optimizer step; returns the loss terms averaged over ranks."""
+        """One optimizer step over ``batch`` (in ``grad_accum_steps`` micro-batches, under
+        ``amp``); returns the loss terms averaged over ranks.
+
+        Gradients are zeroed once here, before the first micro-batch, and summed by the
+        backward passes; each micro-batch's loss is weighted by its share of the batch."""
         batch = _to_device(batch, self.info.device)
-        pred = _forward(self.train_model, batch)
-        loss, parts = dualtalk_loss(pred, batch["target_motion"], batch["mask"], self.weights)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-        self.optimizer.step()
+        micro = micro_batches(batch, self.cfg.grad_accum_steps)
+        parts = dict.fromkeys(LOSS_TERMS, 0.0)
+        for i, (mb, share) in enumerate(micro):
+            with sync_context(self.train_model, sync=i == len(micro) - 1):
+                with self.amp.autocast():
+                    pred = _forward(self.train_model, mb)
+                loss, mparts = dualtalk_loss(pred.float(), mb["target_motion"], mb["mask"],
+                                             self.weights)
+                self.amp.backward(loss * share if len(micro) > 1 else loss)
+            for k in LOSS_TERMS:
+                parts[k] += mparts[k] * share
+        self.amp.step(self.optimizer, self.params, self.cfg.grad_clip)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
@@ -319,15 +369,17 @@ class Trainer:
                        unit="batch", leave=False, dynamic_ncols=True)
         epoch_sums: dict[str, float] = {}
         epoch_n, b, stop = 0, self.batch_in_epoch, None
+        meter = Throughput(info.world_size)
         for batch in loader:
             parts = self.train_step(batch)
+            meter.add(batch["mask"].shape[0])
             b += 1
             for k, v in parts.items():
                 epoch_sums[k] = epoch_sums.get(k, 0.0) + v
             epoch_n += 1
             if self.step % cfg.log_every_steps == 0:
                 self.logger.row("train_step", epoch + 1, self.step, parts, self.lr_now(),
-                                self.elapsed())
+                                self.elapsed(), meter.last, peak_memory_mb(info.device))
             if bar is not None:
                 bar.set_postfix(loss=f"{parts['loss']:.4f}")
                 bar.update(1)
@@ -341,7 +393,7 @@ class Trainer:
         if epoch_n:
             self.logger.row("train_epoch", epoch + 1, self.step,
                             {k: v / epoch_n for k, v in epoch_sums.items()}, self.lr_now(),
-                            self.elapsed())
+                            self.elapsed(), meter.mean, peak_memory_mb(info.device))
         return stop, b, len(batches)
 
     def _end_epoch(self, stopping: bool) -> None:

@@ -5,15 +5,17 @@ import argparse
 import json
 import logging
 
+from .. import topics
+
 LOG = logging.getLogger(__name__)
 
 
 def _add_input_topics(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input topic names (as stored in the bag)")
-    g.add_argument("--partner-audio-topic", default="partner/audio")
-    g.add_argument("--agent-audio-topic", default="agent/audio")
-    g.add_argument("--partner-face-topic", default="partner/face")
-    g.add_argument("--gt-topic", default="agent/blendshapes_gt")
+    g.add_argument("--partner-audio-topic", default=topics.PARTNER_AUDIO)
+    g.add_argument("--agent-audio-topic", default=topics.AGENT_AUDIO)
+    g.add_argument("--partner-face-topic", default=topics.PARTNER_FACE)
+    g.add_argument("--gt-topic", default=topics.AGENT_BLENDSHAPES_GT)
 
 
 def _topics(args):
@@ -66,9 +68,9 @@ def register(subparsers) -> None:
     p.add_argument("--clock", action="store_true",
                    help="publish /clock and start the graph with use_sim_time")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    p.add_argument("--output-topic", default="agent/blendshapes")
-    p.add_argument("--state-topic", default="conversation_state")
-    p.add_argument("--diagnostics-topic", default="/diagnostics")
+    p.add_argument("--output-topic", default=topics.AGENT_BLENDSHAPES)
+    p.add_argument("--state-topic", default=topics.CONVERSATION_STATE)
+    p.add_argument("--diagnostics-topic", default=topics.DIAGNOSTICS)
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--drain-idle", type=float, default=3.0)
     p.add_argument("--no-plot", action="store_true")

@@ -6,7 +6,9 @@ while recording the outputs to ``<out>/<bag>/output_bag``, wait for the last fra
 graph, then score the recording (``score.score_bag``) and write the report
 (``report.write_bag_report``). A directory of bags gives one report per bag plus a summary.
 Failures (unreadable bag, missing topic, graph crash) end in a report with the error and
-whatever was measured, never in a traceback.
+whatever was measured, never in a traceback, and the report's status says so
+(:mod:`.verdict`: a graph that died or ended badly, a recorder that stopped early or fewer than
+95 % of the expected frames is never ``ok``).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from .record import BagRecorder
 from .replay import BagReplayer, ReplayLog, ReplayOptions
 from .report import write_bag_report, write_summary
 from .score import BagEvaluation, OutputTopics, score_bag
+from .verdict import RunFacts, apply_verdict
 
 LOG = logging.getLogger(__name__)
 
@@ -55,19 +58,27 @@ def _replay_topics(inp: InputBag, topics: BagTopics) -> list[str]:
             if t in inp.topics]
 
 
-def _spin_in_thread(executor, stop: threading.Event) -> threading.Thread:
+def _spin_in_thread(executor, stop: threading.Event, failures: list[str]) -> threading.Thread:
+    """Spin the recorder's (and replayer's) node; an exception that ends the thread (and with
+    it the recording) is kept in ``failures`` for the report."""
     def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
+        try:
+            while not stop.is_set():
+                executor.spin_once(timeout_sec=0.05)
+        except Exception as exc:
+            failures.append(f"its executor thread died: {type(exc).__name__}: {exc}")
+            LOG.error("recorder executor thread died: %s", exc)
 
     th = threading.Thread(target=spin, name="bag-eval-spin", daemon=True)
     th.start()
     return th
 
 
-def run_live(inp: InputBag, out_dir: Path, options: EvaluateOptions
+def run_live(inp: InputBag, out_dir: Path, options: EvaluateOptions, facts: RunFacts | None = None
              ) -> tuple[Path | None, ReplayLog | None, list[str]]:
-    """Graph + replay + record for one bag. Returns (output bag, replay log, errors)."""
+    """Graph + replay + record for one bag. Returns (output bag, replay log, errors); what
+    happened to the graph and the recorder goes into ``facts``."""
+    facts = facts if facts is not None else RunFacts()
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -89,7 +100,7 @@ def run_live(inp: InputBag, out_dir: Path, options: EvaluateOptions
     try:
         recorder = BagRecorder(node, out_bag, options.outputs.types(), storage=options.storage,
                                overwrite=True, custom_data={"dualtalk.input_bag": str(inp.path)})
-        spin_thread = _spin_in_thread(executor, stop)
+        spin_thread = _spin_in_thread(executor, stop, facts.recorder_problems)
         if graph is not None:
             graph.start()
             graph.wait_ready(node, subscribed=[t for t in replay_topics
@@ -117,7 +128,8 @@ def run_live(inp: InputBag, out_dir: Path, options: EvaluateOptions
         if graph is not None:
             LOG.info("stopping graph")
             code = graph.stop()
-            if code not in (0, None, -2, 130) and not errors:
+            facts.graph_exit, facts.graph_exited_early = code, graph.exited_by_itself
+            if code not in (0, None, -2, 130):
                 LOG.warning("graph exited with code %s (log %s)", code, graph.log_path)
         stop.set()
         if spin_thread is not None:
@@ -178,8 +190,9 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path,
             recovered_errors.append(f"{exc}; evaluated the part recovered into {inp.path}")
     out_bag = log = None
     live_errors: list[str] = list(recovered_errors)
+    facts = RunFacts()
     if not inp.errors:
-        out_bag, log, errors = run_live(inp, out_dir, options)
+        out_bag, log, errors = run_live(inp, out_dir, options, facts)
         live_errors += errors
     else:
         LOG.error("%s: not replayed: %s", bag, "; ".join(inp.errors))
@@ -188,8 +201,11 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path,
     ev.summary["errors"] = live_errors + ev.summary["errors"]
     if live_errors and ev.summary["status"] == "ok":
         ev.summary["status"] = "partial"
+    graph_log = str(out_dir / "graph.log") if options.graph is not None else ""
+    apply_verdict(ev.summary, facts, graph_log)
     if options.graph is not None:
-        ev.summary["graph"] = {"argv": options.graph.argv(), "log": str(out_dir / "graph.log")}
+        ev.summary["graph"] = {"argv": options.graph.argv(), "log": graph_log,
+                               "exit": facts.graph_exit}
     write_bag_report(ev, out_dir, plot=options.plot)
     return ev
 

@@ -2,19 +2,22 @@
 
 A separate process keeps the model's CPU work off the replayer's and recorder's interpreter
 (no GIL contention distorting the timing we measure) and is exactly what a user runs on a robot.
-Its output goes to a log file whose tail is quoted when it fails to start.
+Its output goes to a log file whose tail is quoted when it fails to start. The graph runs in
+its own process group (stopped as a whole) and gets SIGTERM when this process dies, even by
+SIGKILL (:mod:`dualtalk_ros.procs`), so it is never left running without its recorder.
 """
 from __future__ import annotations
 
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .. import procs
 
 LOG = logging.getLogger(__name__)
 
@@ -56,12 +59,6 @@ class GraphOptions:
         return argv
 
 
-def _default_sigint() -> None:
-    """In the child: SIGINT back to its default, so ``stop()`` can end the graph cleanly even
-    when this process was started in the background (where shells ignore SIGINT)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def log_tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -77,6 +74,7 @@ class GraphProcess:
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
         self._log = None
+        self.exited_by_itself = False   # it had exited before stop() was called
 
     def start(self) -> None:
         argv = self.options.argv()
@@ -87,9 +85,8 @@ class GraphProcess:
         # idle OpenMP threads sleep instead of spinning: on a shared/loaded CPU spinning torch
         # threads starve the graph's own callbacks (see bench/run_all.py); overridable by env
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True,
-                                     preexec_fn=_default_sigint)
+        self.proc = procs.popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -121,18 +118,9 @@ class GraphProcess:
         """SIGINT (clean ROS shutdown), then SIGTERM/SIGKILL after ``stop_timeout_s``."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            for sig, wait in ((signal.SIGINT, self.options.stop_timeout_s),
-                              (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    LOG.warning("graph did not stop on %s", sig.name)
+        if self.proc.poll() is not None:
+            self.exited_by_itself = True
+        procs.stop(self.proc, self.options.stop_timeout_s, group=True)
         if self._log:
             self._log.close()
             self._log = None

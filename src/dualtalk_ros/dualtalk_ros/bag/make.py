@@ -25,6 +25,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from dualtalk_core import layout
 from dualtalk_core.data.dataset import SIDE_NAME_RE, SPLITS
 
+from .. import topics
 from . import typestore as ts
 
 LOG = logging.getLogger(__name__)
@@ -45,12 +46,13 @@ META_TOPICS = "dualtalk.topics"
 
 @dataclass
 class BagTopics:
-    """Topic names used in bags (defaults = the graph's relative topic names)."""
+    """Topic names used in bags (defaults = the graph's relative names, :mod:`..topics`, so a
+    bag replays onto the graph without remapping; bags written before keep the same names)."""
 
-    partner_audio: str = "partner/audio"
-    agent_audio: str = "agent/audio"
-    partner_face: str = "partner/face"
-    agent_gt: str = "agent/blendshapes_gt"
+    partner_audio: str = topics.PARTNER_AUDIO
+    agent_audio: str = topics.AGENT_AUDIO
+    partner_face: str = topics.PARTNER_FACE
+    agent_gt: str = topics.AGENT_BLENDSHAPES_GT
 
     def as_dict(self) -> dict[str, str]:
         return {"partner_audio": self.partner_audio, "agent_audio": self.agent_audio,

@@ -65,7 +65,8 @@ def bag_markdown(ev) -> str:
     s = ev.summary
     inp = s["input"]
     lines = [f"# Bag evaluation: {s['name']}", "",
-             f"- status: **{s['status']}**",
+             f"- status: **{s['status']}**" + (f" ({s['status_reason']})"
+                                                 if s.get("status_reason") else ""),
              f"- input bag: `{s['bag']}` ({inp['duration_s']:.2f} s of partner audio, "
              f"ground truth: {_frames(inp['ground_truth_frames'])}, partner face: "
              f"{_frames(inp['partner_face_frames'])})",
@@ -116,6 +117,15 @@ def bag_markdown(ev) -> str:
                   f"{cs['messages']} messages; partner speaking "
                   f"{cs['partner_speaking_fraction']:.0%}, agent speaking "
                   f"{cs['agent_speaking_fraction']:.0%} of the time.", ""]
+    if "dropped" in s:
+        lines += ["## Dropped or refused (node counters on /diagnostics, last status)", ""]
+        if s["dropped"]:
+            lines += ["| node status | counter | count |", "|---|---|---:|"]
+            lines += [f"| {name} | {key} | {n} |" for name, counts in s["dropped"].items()
+                      for key, n in counts.items()]
+        else:
+            lines.append("none: no node reported a dropped, refused or late item.")
+        lines.append("")
     dg = s.get("diagnostics")
     if dg and dg.get("messages"):
         lines += ["## Diagnostics (last status of each)", "",

@@ -24,6 +24,7 @@ import numpy as np
 
 from dualtalk_core import layout
 
+from .. import topics
 from . import bagio
 from .inputs import InputBag, blendshapes_flame56, dense_motion, frames_by_index, stamp_ns
 from .replay import ReplayLog
@@ -35,9 +36,9 @@ LOG = logging.getLogger(__name__)
 class OutputTopics:
     """Topics the graph publishes that the evaluator records."""
 
-    blendshapes: str = "agent/blendshapes"
-    state: str = "conversation_state"
-    diagnostics: str = "/diagnostics"
+    blendshapes: str = topics.AGENT_BLENDSHAPES
+    state: str = topics.CONVERSATION_STATE
+    diagnostics: str = topics.DIAGNOSTICS
 
     def types(self) -> dict[str, str]:
         from . import typestore as ts
@@ -205,7 +206,7 @@ def partner_free_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str
 
 
 def score_bag(inp: InputBag, output_bag: str | Path | None, log: ReplayLog | None, *,
-              partner_topic: str = "partner/audio", outputs: OutputTopics | None = None,
+              partner_topic: str = topics.PARTNER_AUDIO, outputs: OutputTopics | None = None,
               rate: float | None = None, sid_fit_on: str = "pred") -> BagEvaluation:
     """Compute the report of one bag from the input, the recorded output bag and the replay log.
 
@@ -213,21 +214,7 @@ def score_bag(inp: InputBag, output_bag: str | Path | None, log: ReplayLog | Non
     """
     outputs = outputs or OutputTopics()
     errors = list(inp.errors)
-    summary: dict[str, Any] = {
-        "bag": str(inp.path), "name": inp.name, "output_bag": str(output_bag or ""),
-        "input": {"topics": {t: {"type": s.msgtype, "count": s.count}
-                             for t, s in sorted(inp.topics.items())},
-                  "audio_samples": inp.partner_audio_samples,
-                  "duration_s": inp.partner_audio_samples / layout.SAMPLE_RATE,
-                  "ground_truth_frames": None if inp.gt is None else int(len(inp.gt)),
-                  "partner_face_frames": None if inp.partner_face is None
-                  else int(len(inp.partner_face))},
-        "warnings": list(inp.warnings)}
-    if log is not None:
-        summary["replay"] = {"rate": rate, "aborted": log.aborted,
-                             "duration_s": (log.end_wall_ns - log.start_wall_ns) / 1e9,
-                             "published": {t: log.count(t) for t in sorted(log.stamps)},
-                             "missing_subscribers": log.missing_subscribers}
+    summary = _input_summary(inp, output_bag, log, rate)
     ev = BagEvaluation(summary=summary)
     out = None
     if output_bag is not None and Path(output_bag).exists():
@@ -243,73 +230,110 @@ def score_bag(inp: InputBag, output_bag: str | Path | None, log: ReplayLog | Non
     if inp.gt is not None and expected == 0:
         expected = len(inp.gt)
     if out is not None:
-        fs = frame_stats(out.frame_index, expected)
-        summary["frames"] = fs
-        if fs["received"] == 0:
-            errors.append(f"no frames received on {outputs.blendshapes!r}")
-        recv = out.received_ns
-        hz = (float((recv.size - 1) / ((recv.max() - recv.min()) / 1e9))
-              if recv.size > 1 and recv.max() > recv.min() else None)
-        summary["rate"] = {"output_hz": hz,
-                           "expected_hz": layout.FRAME_RATE * rate if rate and rate > 0 else None}
-        lat_frames, lat = frame_latency_ns(inp, out, log, partner_topic)
-        summary["latency_ms"] = percentiles_ms(lat)
-        if lat.size:
-            ev.latency_frames, ev.latency_ms = lat_frames, lat / 1e6
-        summary["conversation_state"] = _state_summary(out.states)
-        summary["diagnostics"] = {"messages": out.diagnostics_count, "last": out.diagnostics}
-        summary["node_latency_ms"] = node_latency(out.diagnostics)
-        if fs["tail_missing"] > 0 and fs["received"] > 0:
-            summary["warnings"].append(
-                f"the last {fs['tail_missing']} frame(s) never arrived: dualtalk_node publishes "
-                f"its lookahead tail end_of_stream_s after the partner audio stops (is it 0, or "
-                f"longer than the evaluation's drain_idle_s?)")
-        num = min(expected, len(inp.gt)) if inp.gt is not None else expected
-        inside = out.frame_index[(out.frame_index >= 0) & (out.frame_index < num)]
-        if inside.size:
-            # frames after the last received one (the end of the stream inside the lookahead)
-            # were never produced: they are left out of scoring, not invented
-            ev.pred, ev.received_mask = dense_motion(out.frame_index, out.rows,
-                                                     int(inside.max()) + 1)
-            summary["scored_frames"] = int(inside.max()) + 1
+        _score_output(ev, inp, out, log, expected, errors, partner_topic=partner_topic,
+                      outputs=outputs, rate=rate)
     ev.gt, ev.partner = inp.gt, inp.partner_face
-    summary["metrics"] = None
-    if inp.gt is None:
-        summary["metrics_note"] = "no ground truth in the bag: metrics not computed"
-    elif ev.pred is None or not ev.received_mask.any():
-        summary["metrics_note"] = "no predicted frames: metrics not computed"
-    else:
-        held = int((~ev.received_mask).sum())
-        note = (f"{held} missing frame(s) held from the previous frame before scoring; "
-                if held else "")
-        num = min(expected, len(inp.gt))
-        if len(ev.pred) < num:
-            note += (f"scored frames 0..{len(ev.pred) - 1}: the last {num - len(ev.pred)} "
-                     f"frame(s) were never published (end of stream); ")
-        try:
-            from dualtalk_core.evaluation.evaluate import evaluate_predictions
-            if inp.partner_face is not None:
-                kwargs = {}
-                if inp.agent_audio is not None:
-                    kwargs["self_audio"] = {inp.name: inp.agent_audio}
-                res = evaluate_predictions({inp.name: ev.pred}, {inp.name: inp.gt},
-                                           {inp.name: inp.partner_face},
-                                           sid_fit_on=sid_fit_on, **kwargs)
-                ev.result = res
-                summary["metrics"] = {"raw": res.mean, "scaled": res.scaled,
-                                      "per_clip": res.per_clip, "extras": res.primary.extras}
-            else:
-                raw = partner_free_metrics(ev.pred, inp.gt)
-                summary["metrics"] = {"raw_partner_free": raw}
-                note += ("no partner face in the bag: P-FD and rPCC need it, so only FD, MSE "
-                         "and SID are given; ")
-        except (ImportError, ValueError) as exc:
-            errors.append(f"metrics: {exc}")
-        summary["metrics_note"] = note.rstrip("; ") or None
+    _score_metrics(ev, inp, expected, errors, sid_fit_on)
     summary["errors"] = errors
     summary["status"] = ("error" if out is None or not summary.get("frames", {}).get("received")
                          else "partial" if errors else "ok")
     return ev
+
+
+def _input_summary(inp: InputBag, output_bag, log: ReplayLog | None,
+                   rate: float | None) -> dict[str, Any]:
+    """What went in: input topics and counts, ground truth, and the replay's own log."""
+    summary: dict[str, Any] = {
+        "bag": str(inp.path), "name": inp.name, "output_bag": str(output_bag or ""),
+        "input": {"topics": {t: {"type": s.msgtype, "count": s.count}
+                             for t, s in sorted(inp.topics.items())},
+                  "audio_samples": inp.partner_audio_samples,
+                  "duration_s": inp.partner_audio_samples / layout.SAMPLE_RATE,
+                  "ground_truth_frames": None if inp.gt is None else int(len(inp.gt)),
+                  "partner_face_frames": None if inp.partner_face is None
+                  else int(len(inp.partner_face))},
+        "warnings": list(inp.warnings)}
+    if log is not None:
+        summary["replay"] = {"rate": rate, "aborted": log.aborted,
+                             "duration_s": (log.end_wall_ns - log.start_wall_ns) / 1e9,
+                             "published": {t: log.count(t) for t in sorted(log.stamps)},
+                             "missing_subscribers": log.missing_subscribers}
+    return summary
+
+
+def _score_output(ev: BagEvaluation, inp: InputBag, out, log: ReplayLog | None, expected: int,
+                  errors: list[str], *, partner_topic: str, outputs: OutputTopics,
+                  rate: float | None) -> None:
+    """What came out: frames, rate, latency, state, diagnostics, and the dense prediction."""
+    summary = ev.summary
+    fs = frame_stats(out.frame_index, expected)
+    summary["frames"] = fs
+    if fs["received"] == 0:
+        errors.append(f"no frames received on {outputs.blendshapes!r}")
+    recv = out.received_ns
+    hz = (float((recv.size - 1) / ((recv.max() - recv.min()) / 1e9))
+          if recv.size > 1 and recv.max() > recv.min() else None)
+    summary["rate"] = {"output_hz": hz,
+                       "expected_hz": layout.FRAME_RATE * rate if rate and rate > 0 else None}
+    lat_frames, lat = frame_latency_ns(inp, out, log, partner_topic)
+    summary["latency_ms"] = percentiles_ms(lat)
+    if lat.size:
+        ev.latency_frames, ev.latency_ms = lat_frames, lat / 1e6
+    summary["conversation_state"] = _state_summary(out.states)
+    summary["diagnostics"] = {"messages": out.diagnostics_count, "last": out.diagnostics}
+    summary["node_latency_ms"] = node_latency(out.diagnostics)
+    if fs["tail_missing"] > 0 and fs["received"] > 0:
+        summary["warnings"].append(
+            f"the last {fs['tail_missing']} frame(s) never arrived: dualtalk_node publishes "
+            f"its lookahead tail end_of_stream_s after the partner audio stops (is it 0, or "
+            f"longer than the evaluation's drain_idle_s?)")
+    num = min(expected, len(inp.gt)) if inp.gt is not None else expected
+    inside = out.frame_index[(out.frame_index >= 0) & (out.frame_index < num)]
+    if inside.size:
+        # frames after the last received one (the end of the stream inside the lookahead)
+        # were never produced: they are left out of scoring, not invented
+        ev.pred, ev.received_mask = dense_motion(out.frame_index, out.rows,
+                                                 int(inside.max()) + 1)
+        summary["scored_frames"] = int(inside.max()) + 1
+
+
+def _score_metrics(ev: BagEvaluation, inp: InputBag, expected: int, errors: list[str],
+                   sid_fit_on: str) -> None:
+    """The paper's metrics against the bag's ground truth (partner-free ones without a face)."""
+    summary = ev.summary
+    summary["metrics"] = None
+    if inp.gt is None:
+        summary["metrics_note"] = "no ground truth in the bag: metrics not computed"
+        return
+    if ev.pred is None or not ev.received_mask.any():
+        summary["metrics_note"] = "no predicted frames: metrics not computed"
+        return
+    held = int((~ev.received_mask).sum())
+    note = (f"{held} missing frame(s) held from the previous frame before scoring; "
+            if held else "")
+    num = min(expected, len(inp.gt))
+    if len(ev.pred) < num:
+        note += (f"scored frames 0..{len(ev.pred) - 1}: the last {num - len(ev.pred)} "
+                 f"frame(s) were never published (end of stream); ")
+    try:
+        from dualtalk_core.evaluation.evaluate import evaluate_predictions
+        if inp.partner_face is not None:
+            kwargs = {}
+            if inp.agent_audio is not None:
+                kwargs["self_audio"] = {inp.name: inp.agent_audio}
+            res = evaluate_predictions({inp.name: ev.pred}, {inp.name: inp.gt},
+                                       {inp.name: inp.partner_face},
+                                       sid_fit_on=sid_fit_on, **kwargs)
+            ev.result = res
+            summary["metrics"] = {"raw": res.mean, "scaled": res.scaled,
+                                  "per_clip": res.per_clip, "extras": res.primary.extras}
+        else:
+            summary["metrics"] = {"raw_partner_free": partner_free_metrics(ev.pred, inp.gt)}
+            note += ("no partner face in the bag: P-FD and rPCC need it, so only FD, MSE "
+                     "and SID are given; ")
+    except (ImportError, ValueError) as exc:
+        errors.append(f"metrics: {exc}")
+    summary["metrics_note"] = note.rstrip("; ") or None
 
 
 def _state_summary(states: list[dict[str, Any]]) -> dict[str, Any]:
