@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 CHECKPOINT ?=
 export VENV TORCH
 
-.PHONY: setup demo demo-model test bench clean
+.PHONY: setup demo demo-model live-demo-model test bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,7 +20,11 @@ demo: setup
 
 # Re-train the bundled demo model (about 25 minutes on 2 cores; see models/README.md)
 demo-model: setup
-	@bash scripts/train_demo_model.sh
+	@bash scripts/train_demo_model.sh cpu
+
+# Re-train the bundled live (causal) demo model (about 25 minutes on 2 cores; models/README.md)
+live-demo-model: setup
+	@bash scripts/train_demo_model.sh live
 
 test: setup
 	@bash scripts/with_ros_env.sh $(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -14,6 +14,8 @@ agent audio 300 ms ahead (TTS), each face frame once its audio has arrived.
 
     python bench/bench_streaming.py                      # all sections, every registry preset
     python bench/bench_streaming.py --skip-paper --sections stream,diff
+    python bench/bench_streaming.py --sections live --clip-seconds 10 --long-minutes 1
+                                                         # live model vs the cpu window model
 """
 from __future__ import annotations
 
@@ -235,6 +237,7 @@ def worker_speedup(args) -> dict:
 def run_worker(kind: str, preset: str, args, variant: str = "", timeout: float = 1800) -> dict:
     reps = args.paper_reps if preset == "paper" else args.reps
     cmd = [sys.executable, __file__, "--worker", kind, "--preset", preset, "--threads", str(args.threads),
+           "--long-minutes", str(getattr(args, "long_minutes", 1.0)),
            "--sample-dir", str(args.sample_dir), "--device", args.device, "--reps", str(reps),
            "--clip-seconds", str(args.paper_clip_seconds if preset == "paper" else args.clip_seconds)]
     if variant:
@@ -269,7 +272,11 @@ def section_stream(args, presets: list[str]) -> list[str]:
              "hop p99 ms | RTF | CPU ms/hop | peak RSS MB | latency (s) | load avg |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     results = {}
+    from dualtalk_core.model.presets import PRESETS
+
     for preset in presets:
+        if preset in PRESETS and PRESETS[preset].runner != "window":
+            continue                      # causal presets: the "live" section
         r = run_worker("stream", preset, args)
         results[preset] = r
         if "error" in r:
@@ -362,13 +369,147 @@ def section_speedups(args, presets: list[str]) -> list[str]:
     return lines + [""]
 
 
+# ------------------------------------------------------------------------------------------ live
+LIVE_TARGETS = {"rtf_200": 0.01, "p95_40": 10.0, "flat": 1.1, "diff": 1e-5, "rss_mb": 400.0}
+WINDOW_S = 10.0   # cost windows of the long run: the first and the last 10 s of conversation
+
+
+def timed_stream(session, partner, agent, motion, push_ms: float, lead_s: float):
+    """Push a clip in ``push_ms`` pieces through a session (agent ``lead_s`` ahead, face frames
+    once their audio is in) -> (frames by index, wall ms per push incl. its step)."""
+    from dualtalk_core.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
+    from dualtalk_core.streaming.session import NS_PER_FRAME
+
+    chunk, lead = int(push_ms * SAMPLE_RATE / 1000), int(lead_s * SAMPLE_RATE)
+    out, ms, a, face = {}, [], 0, 0
+    for pos in range(0, partner.shape[0], chunk):
+        end = min(pos + chunk, partner.shape[0])
+        t0 = time.perf_counter()
+        session.push_partner_audio(partner[pos:end], pos)
+        if min(end + lead, agent.shape[0]) > a:
+            session.push_agent_audio(agent[a:end + lead], a)
+            a = min(end + lead, agent.shape[0])
+        while face < motion.shape[0] and face * SAMPLES_PER_FRAME < end:
+            session.push_partner_face(motion[face], face * NS_PER_FRAME)
+            face += 1
+        hops = session.step()
+        ms.append((time.perf_counter() - t0) * 1000)
+        out.update({f.index: f.weights for h in hops for f in h.frames})
+    out.update({f.index: f.weights for h in session.finish() for f in h.frames})
+    return out, np.asarray(ms)
+
+
+def _live_session(model, preset_name: str):
+    from dualtalk_core.model.presets import preset
+    from dualtalk_core.streaming.clip import default_agent_lead_s
+    from dualtalk_core.streaming.runners import make_runner
+    from dualtalk_core.streaming.session import StreamingSession
+
+    entry = preset(preset_name)
+    cfg = entry.streaming_config().replace(end_of_stream_s=0.0)
+    session = StreamingSession(make_runner(entry.runner, model, cfg), log=lambda *a, **k: None)
+    session.runner.warm_up()
+    lead = default_agent_lead_s(session) if entry.runner == "live" else 0.3
+    return session, lead
+
+
+def worker_live(args) -> dict:
+    """One model: per-push cost at 40 and 200 ms pushes, RTF, streamed-vs-offline difference,
+    then a long conversation (the clip tiled) for the flat-cost check; peak RSS of it all."""
+    import torch
+
+    from dualtalk_core.model.inference import predict_clip
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args.preset, args.checkpoint).to(args.device)
+    partner, agent, motion, desc = load_clip(args.clip_seconds, Path(args.sample_dir))
+    ref = predict_clip(model, agent, partner, motion)
+    rows = {}
+    for push_ms in (40, 200):
+        session, lead = _live_session(model, args.preset)
+        out, ms = timed_stream(session, partner, agent, motion, push_ms, lead)
+        pred = np.stack([out[k] for k in range(ref.shape[0])])
+        rows[push_ms] = dict(p50=float(np.percentile(ms, 50)), p95=float(np.percentile(ms, 95)),
+                             rtf=float(ms.sum() / 1000 / (partner.shape[0] / 16000)),
+                             diff=float(np.abs(pred - ref).max()), rel=rel_diff(pred, ref),
+                             latency=session.config.latency_s, runner=session.runner.kind)
+    reps = int(np.ceil(args.long_minutes * 60 * 16000 / partner.shape[0]))
+    n = int(args.long_minutes * 60 * 16000)
+    frames = -(-n // 640)
+    long_m = np.tile(motion, (-(-frames // motion.shape[0]), 1))[:frames]
+    session, lead = _live_session(model, args.preset)
+    _, ms = timed_stream(session, np.tile(partner, reps)[:n], np.tile(agent, reps)[:n], long_m,
+                         40, lead)
+    per_window = int(WINDOW_S * 1000 / 40)
+    early, late = ms[per_window:2 * per_window], ms[-per_window:]
+    return dict(preset=args.preset, rows=rows, clip=desc, clip_s=partner.shape[0] / 16000,
+                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+                early_ms=float(early.mean()), late_ms=float(late.mean()),
+                long_s=n / 16000, rss_mb=peak_rss_mb(), threads=torch.get_num_threads())
+
+
+def section_live(args) -> list[str]:
+    """The live model next to the sliding-window model, same clip, same pushes (issue 16)."""
+    lines = ["## Live runner vs sliding window", "",
+             f"{args.threads} torch threads, one subprocess per model (peak RSS covers both push "
+             "sizes and the long run). Pushes of 40 / 200 ms through `StreamingSession` (partner "
+             "audio, agent audio ahead by the runner's need - live: self - partner lookahead, "
+             "window: 0.3 s -, face frames once their audio is in); per-push ms = wall time of "
+             "the pushes and the session step that follows. RTF = sum of per-push ms / clip "
+             f"length. Flat cost: mean per-push ms (40 ms pushes) over 10-20 s vs over the last "
+             f"10 s of a {args.long_minutes:g} min conversation (the clip tiled). max |diff| = "
+             "streamed vs offline `predict_clip` of the same model (random weights unless "
+             "--checkpoint).", "",
+             "| model | runner | params (M) | push ms | per-push p50 ms | p95 ms | RTF | "
+             "peak RSS MB | cost @10 s ms | cost @end ms | end / 10 s | max abs diff | "
+             "err / std | algorithmic latency (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    results = {}
+    for name in [p for p in args.live_presets.split(",") if p]:
+        r = run_worker("live", name, args)
+        results[name] = r
+        if "error" in r:
+            lines.append(f"| {name} | {r['error']} |" + " - |" * 12)
+            continue
+        for push_ms, row in sorted(r["rows"].items(), key=lambda kv: int(kv[0])):
+            lines.append(
+                f"| {name} | {row['runner']} | {r['params_m']:.1f} | {push_ms} | {row['p50']:.2f} | "
+                f"{row['p95']:.2f} | {row['rtf']:.4f} | {r['rss_mb']:.0f} | {r['early_ms']:.2f} | "
+                f"{r['late_ms']:.2f} | {r['late_ms'] / max(r['early_ms'], 1e-9):.2f} | "
+                f"{row['diff']:.2e} | {row['rel']:.3f} | {row['latency']:.2f} |")
+    live = results.get("live")
+    if live and "error" not in live:
+        rows, t = live["rows"], LIVE_TARGETS
+        rows = {int(k): v for k, v in rows.items()}
+        flat = live["late_ms"] / max(live["early_ms"], 1e-9)
+        lines += ["", "`live` targets (issue 16): "
+                  f"RTF {rows[200]['rtf']:.4f} <= 0.01 at 200 ms {ok(rows[200]['rtf'], t['rtf_200'])}; "
+                  f"p95 {rows[40]['p95']:.2f} ms <= 10 ms at 40 ms {ok(rows[40]['p95'], t['p95_40'])}; "
+                  f"cost after {live['long_s'] / 60:g} min {flat:.2f}x of after 10 s <= 1.1x "
+                  f"{ok(flat, t['flat'])}"
+                  f"{'' if live['long_s'] >= 600 else ' (run --long-minutes 10 for the issue target)'}; "
+                  f"max |diff| {max(r['diff'] for r in rows.values()):.1e} <= 1e-5 "
+                  f"{ok(max(r['diff'] for r in rows.values()), t['diff'])}; "
+                  f"peak RSS {live['rss_mb']:.0f} MB <= 400 MB {ok(live['rss_mb'], t['rss_mb'])}."]
+    first = next((v for v in results.values() if "clip" in v), None)
+    if first:
+        lines += ["", f"Input: {first['clip']}."]
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     from dualtalk_core.model.presets import preset_names
 
     ap.add_argument("--presets", default=",".join(preset_names()))
     ap.add_argument("--skip-paper", action="store_true", help="leave out the (slow, 630 M) paper preset")
-    ap.add_argument("--sections", default="stream,diff,speedups")
+    ap.add_argument("--sections", default="stream,live,diff,speedups")
+    ap.add_argument("--live-presets", default="cpu,live",
+                    help="the live section's models, one subprocess each (default: the "
+                    "sliding-window cpu model next to the live model)")
+    ap.add_argument("--long-minutes", type=float, default=1.0,
+                    help="live section: length of the long conversation whose last 10 s of "
+                    "per-push cost is compared with its first 10 s (issue target: 10)")
     ap.add_argument("--speedup-presets", default="cpu,paper")
     ap.add_argument("--diff-preset", default="cpu")
     ap.add_argument("--clip-seconds", type=float, default=30.0)
@@ -398,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         if args.preset == "checkpoint":
             args.preset = "cpu"
-        result = worker_stream(args) if args.worker == "stream" else worker_speedup(args)
+        workers = {"stream": worker_stream, "speedup": worker_speedup, "live": worker_live}
+        result = workers[args.worker](args)
         print("RESULT " + json.dumps(result))
         return 0
 
@@ -419,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     if "stream" in sections:
         rows = presets + (["checkpoint"] if args.checkpoint else [])
         print("\n".join(section_stream(args, rows)), flush=True)
+    if "live" in sections:
+        print("\n".join(section_live(args)), flush=True)
     if "diff" in sections:
         print("\n".join(section_diff(args)), flush=True)
         if args.checkpoint:

@@ -16,6 +16,7 @@ from rosbags.rosbag2 import Reader
 
 from bag_helpers import write_synthetic_clip
 from dualtalk_core import layout
+from dualtalk_ros import topics
 from dualtalk_ros.bag.evaluate import EvaluateOptions, evaluate_bag, evaluate_path
 from dualtalk_ros.bag.graph import GraphOptions
 from dualtalk_ros.bag.make import BagTopics, MakeOptions, find_clip_sources, make_bag
@@ -40,7 +41,7 @@ def predictions_from_output_bag(path: Path, origin_ns: int) -> np.ndarray:
     """Independent reader: frames of agent/blendshapes placed by header stamp (k = 0..last)."""
     rows = {}
     with Reader(path) as reader:
-        conns = [c for c in reader.connections if c.topic == "agent/blendshapes"]
+        conns = [c for c in reader.connections if c.topic == topics.AGENT_BLENDSHAPES]
         for conn, _, data in reader.messages(connections=conns):
             msg = typestore().deserialize_cdr(bytes(data), conn.msgtype)
             assert tuple(msg.names) in ((), layout.FLAME56_NAMES)
@@ -125,7 +126,7 @@ def test_truncated_bag_gives_error_and_partial_report(tmp_path):
     assert ev.summary["status"] == "error"
     assert any(str(mcap.parent) in e and "cannot open bag" in e for e in ev.summary["errors"])
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["input"]["topics"]["partner/audio"]["count"] == 30   # from metadata.yaml
+    assert report["input"]["topics"][topics.PARTNER_AUDIO]["count"] == 30   # from metadata.yaml
     assert "## Errors" in (tmp_path / "out" / "report.md").read_text()
     assert not (tmp_path / "out" / "graph.log").exists()
     # with recovery: the readable part is evaluated (here the graph command fails at once,
@@ -135,7 +136,7 @@ def test_truncated_bag_gives_error_and_partial_report(tmp_path):
     errs = " ".join(ev.summary["errors"])
     assert "cannot open bag" in errs and "recovered" in errs and "GraphError" in errs
     assert ev.summary["name"] == "synth_clip_000_speaker1"        # custom data kept
-    n_audio = ev.summary["input"]["topics"]["partner/audio"]["count"]
+    n_audio = ev.summary["input"]["topics"][topics.PARTNER_AUDIO]["count"]
     assert 5 < n_audio < 30
     assert ev.summary["status"] == "error" and (tmp_path / "out2" / "report.md").exists()
 
@@ -163,7 +164,7 @@ def test_missing_topic_gives_error_and_partial_report(tmp_path):
         command="false")))
     errs = " ".join(ev.summary["errors"])
     assert ev.summary["status"] == "error"
-    assert "'partner/audio'" in errs and "robot/mic" in errs
+    assert repr(topics.PARTNER_AUDIO) in errs and "robot/mic" in errs
     # what could be read is still reported
     assert ev.summary["input"]["ground_truth_frames"] == 15
     assert (tmp_path / "out" / "report.md").exists()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bag_helpers import write_synthetic_clip
+from dualtalk_ros import topics
 from dualtalk_ros.bag.make import MakeOptions, find_clip_sources, make_bag
 from dualtalk_ros.bag.replay import BagReplayer, ReplayOptions, parse_remaps
 from dualtalk_ros.bag.typestore import UnknownMessageType
@@ -71,13 +72,14 @@ def test_replay_delivers_all_in_order_with_timing(ros_context, bag, rate):
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(sub_node)
     try:
-        listener = Listener(sub_node, {"partner/audio": AudioChunk, "agent/audio": AudioChunk,
-                                       "partner/face": Blendshapes,
-                                       "agent/blendshapes_gt": Blendshapes})
+        listener = Listener(sub_node, {topics.PARTNER_AUDIO: AudioChunk,
+                                       topics.AGENT_AUDIO: AudioChunk,
+                                       topics.PARTNER_FACE: Blendshapes,
+                                       topics.AGENT_BLENDSHAPES_GT: Blendshapes})
         replayer = BagReplayer(pub_node, bag, ReplayOptions(
             rate=rate, wait_for_subscribers_s=10.0, start_delay_s=0.3))
-        expected = {"partner/audio": 50, "agent/audio": 50, "partner/face": 25,
-                    "agent/blendshapes_gt": 25}
+        expected = {topics.PARTNER_AUDIO: 50, topics.AGENT_AUDIO: 50, topics.PARTNER_FACE: 25,
+                    topics.AGENT_BLENDSHAPES_GT: 25}
         log = spin_while(ex, replayer.run, lambda: all(
             len(listener.got[t]) >= n for t, n in expected.items()))
         replayer.destroy()
@@ -87,15 +89,15 @@ def test_replay_delivers_all_in_order_with_timing(ros_context, bag, rate):
             stamps = [stamp(m) for _, m in items]
             assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), topic
             assert stamps[0] == 50 * NS
-        firsts = [m.first_sample_index for _, m in listener.got["partner/audio"]]
+        firsts = [m.first_sample_index for _, m in listener.got[topics.PARTNER_AUDIO]]
         assert firsts == list(range(0, 16000, 320))
         if rate > 0:
             # publication times follow the bag's spacing (20 ms audio, 40 ms face) ...
-            pub_stamps, pub_wall = log.arrays("partner/audio")
+            pub_stamps, pub_wall = log.arrays(topics.PARTNER_AUDIO)
             err_ms = (np.diff(pub_wall) - np.diff(pub_stamps) / rate) / 1e6
             assert np.median(np.abs(err_ms)) < 5.0
             # ... and so do the receive times (loose: a shared CI machine)
-            recv = np.array([t for t, _ in listener.got["partner/audio"]])
+            recv = np.array([t for t, _ in listener.got[topics.PARTNER_AUDIO]])
             span = recv[-1] - recv[0]
             assert 0.98 * 0.8 < span < 0.98 * 1.5, span
             assert np.median(np.diff(recv)) == pytest.approx(0.020, abs=0.008)
@@ -117,9 +119,9 @@ def test_replay_topics_remap_and_clock(ros_context, bag):
     ex.add_node(sub_node)
     try:
         listener = Listener(sub_node, {"/robot/mic": AudioChunk, "/clock": Clock,
-                                       "agent/audio": AudioChunk})
-        opts = ReplayOptions(rate=4.0, topics=["partner/audio"], publish_clock=True,
-                             remap=parse_remaps(["partner/audio:=/robot/mic"]),
+                                       topics.AGENT_AUDIO: AudioChunk})
+        opts = ReplayOptions(rate=4.0, topics=[topics.PARTNER_AUDIO], publish_clock=True,
+                             remap=parse_remaps([f"{topics.PARTNER_AUDIO}:=/robot/mic"]),
                              wait_for_subscribers_s=10.0, start_delay_s=0.3)
         replayer = BagReplayer(pub_node, bag, opts)
         spin_while(ex, replayer.run, lambda: len(listener.got["/robot/mic"]) >= 50)
@@ -147,7 +149,7 @@ def test_replay_clear_errors(ros_context, bag, tmp_path):
         with pytest.raises(ValueError, match=r"topic\(s\) \['nope'\] not in the bag"):
             BagReplayer(node, bag, ReplayOptions(topics=["nope"]))
         with pytest.raises(ValueError, match="old:=new"):
-            parse_remaps(["partner/audio=x"])
+            parse_remaps([f"{topics.PARTNER_AUDIO}=x"])
         # a bag with a type no installed package provides
         store = get_typestore(Stores.EMPTY)
         store.register(get_types_from_msg("int32 x", "foo_msgs/msg/Bar"))
@@ -181,14 +183,15 @@ def test_record_what_replay_publishes(bag, tmp_path):
 
     box = {}
     th = threading.Thread(target=lambda: box.setdefault("counts", record(
-        tmp_path / "rec", ["partner/audio:=dualtalk_msgs/msg/AudioChunk"], duration_s=6.0)))
+        tmp_path / "rec", [f"{topics.PARTNER_AUDIO}:=dualtalk_msgs/msg/AudioChunk"],
+        duration_s=6.0)))
     th.start()
-    log = replay(bag, ReplayOptions(rate=0.0, topics=["partner/audio"],
+    log = replay(bag, ReplayOptions(rate=0.0, topics=[topics.PARTNER_AUDIO],
                                     wait_for_subscribers_s=10.0, start_delay_s=0.3))
     th.join()
-    assert log.count("partner/audio") == 50
-    assert box["counts"] == {"partner/audio": 50}
+    assert log.count(topics.PARTNER_AUDIO) == 50
+    assert box["counts"] == {topics.PARTNER_AUDIO: 50}
     with Reader(bag) as a, Reader(tmp_path / "rec") as b:
-        src = [bytes(d) for c, _, d in a.messages() if c.topic == "partner/audio"]
+        src = [bytes(d) for c, _, d in a.messages() if c.topic == topics.PARTNER_AUDIO]
         got = [bytes(d) for _, _, d in b.messages()]
     assert got == src

@@ -168,11 +168,17 @@ def test_older_checkpoints_resolve_preset_and_streaming(repo_root, tmp_path):
     exported = read_payload(export_checkpoint(demo, tmp_path / "demo.pt", half=True))
     assert exported["preset"] == "cpu"
     assert exported["streaming"] == preset("cpu").streaming_defaults()
-    # the training config's preset wins over size matching; nothing matching -> cpu
+    # the training config's preset wins over size matching (unless it disagrees on causal:
+    # a window model must never get the live runner); nothing matching -> cpu, or live for a
+    # causal model (only the live runner can step it)
     assert checkpoint_preset({"config": payload["config"], "extra": {
-        "training": {"config": {"model": "live"}}}}) == "live"
+        "training": {"config": {"model": "tiny"}}}}) == "tiny"
+    assert checkpoint_preset({"config": payload["config"], "extra": {
+        "training": {"config": {"model": "live"}}}}) == "cpu"
     odd = get_preset("cpu").replace(d_model=64).to_dict()
     assert checkpoint_preset({"config": odd, "extra": {}}) == "cpu"
+    odd_live = get_preset("live").replace(d_model=64).to_dict()
+    assert checkpoint_preset({"config": odd_live, "extra": {}}) == "live"
     with pytest.raises(CheckpointError, match="'preset'.*got 'huge'"):
         checkpoint_preset({"preset": "huge"})
     with pytest.raises(CheckpointError, match="'streaming'"):

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from dualtalk_core import layout
+from dualtalk_ros import topics
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "models" / "dualtalk_cpu_demo.pt"
 
@@ -71,7 +72,7 @@ def test_output_bag_holds_agent_frames_at_25_hz_for_the_whole_conversation(demo_
     duration_s = report["input"]["duration_s"]
     assert 11.0 <= duration_s <= 13.0  # CI mode: a 12 s conversation
     stamps, received = [], []
-    for _, t, msg in bagio.iter_messages(out / "output_bag", ["agent/blendshapes"]):
+    for _, t, msg in bagio.iter_messages(out / "output_bag", [topics.AGENT_BLENDSHAPES]):
         row = blendshapes_flame56(msg)  # checks rig, names and size
         assert row.shape == (layout.DIM,) and np.isfinite(row).all()
         stamps.append(stamp_ns(msg))

@@ -15,6 +15,7 @@ from dualtalk_msgs.msg import AudioChunk
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from dualtalk_ros import topics
 from dualtalk_ros.conversions import audio_chunk_to_numpy
 from dualtalk_ros.qos import sensor_qos
 from ros_helpers import (Collector, entry_point, index_coded_stereo, ros_env, spin_until,
@@ -34,8 +35,8 @@ def _run_capture(tmp_path, ros_context, extra_args=()):
     node = Node("capture_probe", context=ros_context)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
-    partner = Collector(node, AudioChunk, "partner/audio", sensor_qos(depth=2000))
-    agent = Collector(node, AudioChunk, "agent/audio", sensor_qos(depth=2000))
+    partner = Collector(node, AudioChunk, topics.PARTNER_AUDIO, sensor_qos(depth=2000))
+    agent = Collector(node, AudioChunk, topics.AGENT_AUDIO, sensor_qos(depth=2000))
     cmd = [entry_point("audio_capture"), "--ros-args", "-p", "channels:=2",
            "-p", "partner_channel:=0", "-p", "agent_channel:=1", "-p", "encoding:=int16",
            "-p", "blocksize_s:=0.02", "-p", "start_when_subscribed:=true", *extra_args]

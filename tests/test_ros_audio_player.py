@@ -8,6 +8,7 @@ from dualtalk_msgs.msg import AudioChunk
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from dualtalk_ros import topics
 from dualtalk_ros.audio_file_player_node import AudioFilePlayerNode
 from dualtalk_ros.conversions import audio_chunk_to_numpy, stamp_to_ns
 from dualtalk_ros.params import to_parameters
@@ -20,12 +21,13 @@ pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 def _play(ctx, wav, lead):
     probe = Node("probe", context=ctx)
     got = []   # (receive ROS time ns, msg)
-    probe.create_subscription(AudioChunk, "agent/audio",
+    probe.create_subscription(AudioChunk, topics.AGENT_AUDIO,
                               lambda m: got.append((probe.get_clock().now().nanoseconds, m)),
                               sensor_qos(depth=500))
     origin = probe.get_clock().now().nanoseconds / 1e9 + 1.0
     player = AudioFilePlayerNode(context=ctx, parameter_overrides=to_parameters({
-        "wav_files": [str(wav), str(wav)], "origin_stamp_s": origin, "lead_time_s": lead}))
+        "wav_files": [str(wav), str(wav)], "origin_stamp_s": origin, "lead_time_s": lead}),
+        cli_args=["--ros-args", "-r", f"{topics.PLAYER_AUDIO}:={topics.AGENT_AUDIO}"])
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(probe)
     ex.add_node(player)

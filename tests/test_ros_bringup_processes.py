@@ -22,6 +22,7 @@ from sensor_msgs.msg import JointState
 
 from bag_helpers import write_synthetic_clip
 from dualtalk_core.layout import FLAME56_NAMES
+from dualtalk_ros import topics
 from dualtalk_ros.bag.make import MakeOptions, find_clip_sources, make_bag
 from dualtalk_ros.conversions import sec_to_stamp
 from dualtalk_ros.qos import reliable_qos
@@ -40,11 +41,11 @@ def _frame(t: float) -> Blendshapes:
     return msg
 
 
-def _head_driver_answers(ctx, t0: float) -> bool:
-    """A frame sent to agent/blendshapes comes back as agent/joint_states (over DDS)."""
+def _head_driver_answers(ctx, t0: float, joints_topic: str = topics.AGENT_JOINT_STATES) -> bool:
+    """A frame sent to agent/blendshapes comes back on ``joints_topic`` (over DDS)."""
     node = Node("respawn_probe", context=ctx)
-    pub = node.create_publisher(Blendshapes, "agent/blendshapes", reliable_qos())
-    joints = Collector(node, JointState, "agent/joint_states", reliable_qos())
+    pub = node.create_publisher(Blendshapes, topics.AGENT_BLENDSHAPES, reliable_qos())
+    joints = Collector(node, JointState, joints_topic, reliable_qos())
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     try:
@@ -76,7 +77,7 @@ def test_node_crash_stays_local_respawn_resumes_and_nothing_is_orphaned(
         pids = node_pids(bringup.pid)
         assert set(pids) == GRAPH and len(set(pids.values())) == 3, pids   # one process each
         assert bringup.pid not in pids.values()
-        assert _head_driver_answers(ros_context, 1.0)
+        assert _head_driver_answers(ros_context, time.time())
 
         # a crash of the head driver: respawned, the others untouched, and it works again
         os.kill(pids["head_driver"], signal.SIGKILL)
@@ -85,7 +86,7 @@ def test_node_crash_stays_local_respawn_resumes_and_nothing_is_orphaned(
         assert new, text()
         assert new["dualtalk_node"] == pids["dualtalk_node"] and alive(pids["dualtalk_node"])
         assert new["face_input_adapter"] == pids["face_input_adapter"]
-        assert _head_driver_answers(ros_context, 100.0), "the respawned head driver is silent"
+        assert _head_driver_answers(ros_context, time.time()), "the respawned head driver is silent"
         assert "head_driver: killed by SIGKILL; respawning" in text()
 
         # a crash of a node without respawn: it stays down, the others keep running
@@ -104,6 +105,38 @@ def test_node_crash_stays_local_respawn_resumes_and_nothing_is_orphaned(
         bringup.wait(timeout=10)
         assert wait_for(lambda: not any(alive(p) for p in left), 10), \
             [p for p in left if alive(p)]
+    finally:
+        if bringup.poll() is None:
+            bringup.kill()
+        log.close()
+
+
+def test_bringup_remap_renames_a_topic_of_one_node(tmp_path, tiny_checkpoint, ros_context):
+    """``--remap head_driver:agent/joint_states:=/arm/cmd`` (issue 15): the head driver's
+    commands arrive on /arm/cmd, and nothing publishes agent/joint_states any more."""
+    log = (tmp_path / "bringup.log").open("w")
+    bringup = subprocess.Popen(
+        [entry_point("dualtalk-ros"), "bringup", "conversation", "--no-audio-input",
+         "--checkpoint", str(tiny_checkpoint),
+         "--remap", f"head_driver:{topics.AGENT_JOINT_STATES}:=/arm/cmd"],
+        env=ros_env(), stdout=log, stderr=subprocess.STDOUT)
+    text = lambda: (tmp_path / "bringup.log").read_text()  # noqa: E731
+    try:
+        assert wait_for(lambda: "bringup: running" in text(), 180), text()
+        assert _head_driver_answers(ros_context, 1.0, joints_topic="/arm/cmd"), text()
+        probe = Node("remap_probe", context=ros_context)
+        ex = SingleThreadedExecutor(context=ros_context)
+        ex.add_node(probe)
+        try:       # once the new name's publisher is discovered, the old name has none
+            new = Collector(probe, JointState, "/arm/cmd", reliable_qos())
+            old = Collector(probe, JointState, topics.AGENT_JOINT_STATES, reliable_qos())
+            assert spin_until(ex, lambda: new.sub.get_publisher_count() == 1, 10.0)
+            assert old.sub.get_publisher_count() == 0
+        finally:
+            ex.shutdown()
+            probe.destroy_node()
+        bringup.send_signal(signal.SIGINT)
+        assert bringup.wait(timeout=60) == 0, text()
     finally:
         if bringup.poll() is None:
             bringup.kill()
@@ -138,7 +171,7 @@ def _frames_on_disk(mcap) -> int:
     if not mcap.exists() or mcap.stat().st_size == 0:
         return 0
     sal = salvage_mcap(mcap)
-    ids = {cid for cid, (topic, _) in sal.channels.items() if topic == "agent/blendshapes"}
+    ids = {cid for cid, (topic, _) in sal.channels.items() if topic == topics.AGENT_BLENDSHAPES}
     return sum(1 for cid, _, _ in sal.messages if cid in ids)
 
 
@@ -201,4 +234,5 @@ def test_killed_evaluate_takes_its_graph_down_and_keeps_its_recording(tmp_path,
                           "-o", str(tmp_path / "fixed")], env=ros_env(), capture_output=True,
                          text=True, timeout=120)
     assert rep.returncode == 0, rep.stdout + rep.stderr
-    assert "agent/blendshapes=" in rep.stdout and "agent/blendshapes=0" not in rep.stdout
+    assert f"{topics.AGENT_BLENDSHAPES}=" in rep.stdout
+    assert f"{topics.AGENT_BLENDSHAPES}=0" not in rep.stdout

@@ -19,6 +19,7 @@ from rclpy.node import Node
 
 from dualtalk_core.layout import (FLAME56_NAMES, SAMPLE_RATE, flame56_from_npz,
                                   num_frames_for_samples)
+from dualtalk_ros import topics
 from dualtalk_ros.audio_file_player_node import AudioFilePlayerNode
 from dualtalk_ros.conversions import (numpy_to_audio_chunk, numpy_to_blendshapes, sec_to_stamp,
                                       stamp_to_ns)
@@ -66,11 +67,12 @@ def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint
     origin_s = probe.get_clock().now().nanoseconds / NS + 1.0
     players = [AudioFilePlayerNode(
         context=ros_context, name=f"{who}_player", parameter_overrides=to_parameters({
-            "wav_files": [wavs[spk]], "topic": topic,
-            "origin_stamp_s": origin_s, "frame_id": who}))
-        for who, spk, topic in (("partner", 1, "partner/audio"), ("agent", 2, "agent/audio"))]
+            "wav_files": [wavs[spk]], "origin_stamp_s": origin_s, "frame_id": who}),
+        cli_args=["--ros-args", "-r", f"{topics.PLAYER_AUDIO}:={topic}"])   # as the launch file
+        for who, spk, topic in (("partner", 1, topics.PARTNER_AUDIO),
+                                ("agent", 2, topics.AGENT_AUDIO))]
     face = flame56_from_npz(np.load(sample_dir / f"{CLIP}_speaker1.npz"))[:expected]
-    face_pub = probe.create_publisher(Blendshapes, "partner/face", reliable_qos())
+    face_pub = probe.create_publisher(Blendshapes, topics.PARTNER_FACE, reliable_qos())
     sent = {"k": 0}
 
     def send_face():   # the partner face, each frame at its capture time
@@ -82,13 +84,13 @@ def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint
             sent["k"] += 1
 
     probe.create_timer(0.01, send_face)
-    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    frames = Collector(probe, Blendshapes, topics.AGENT_BLENDSHAPES, reliable_qos())
     arrival_ns = []
-    probe.create_subscription(Blendshapes, "agent/blendshapes", lambda m: arrival_ns.append(
+    probe.create_subscription(Blendshapes, topics.AGENT_BLENDSHAPES, lambda m: arrival_ns.append(
         probe.get_clock().now().nanoseconds - stamp_to_ns(m.header.stamp)), reliable_qos())
-    seqs = Collector(probe, BlendshapeSequence, "agent/blendshape_sequence", reliable_qos())
-    states = Collector(probe, ConversationState, "conversation_state", reliable_qos())
-    diags = Collector(probe, DiagnosticArray, "/diagnostics", reliable_qos(10))
+    seqs = Collector(probe, BlendshapeSequence, topics.AGENT_BLENDSHAPE_SEQUENCE, reliable_qos())
+    states = Collector(probe, ConversationState, topics.CONVERSATION_STATE, reliable_qos())
+    diags = Collector(probe, DiagnosticArray, topics.DIAGNOSTICS, reliable_qos(10))
     ex = SingleThreadedExecutor(context=ros_context)
     for n in [node, probe, *players]:
         ex.add_node(n)
@@ -152,9 +154,9 @@ def test_stamps_from_zero_end_of_stream_new_conversation_and_latency(ros_context
     new conversation stamped from 0 again."""
     node = _dualtalk(ros_context, tiny_checkpoint, end_of_stream_s=0.5)
     probe = Node("probe", context=ros_context)
-    pub_p = probe.create_publisher(AudioChunk, "partner/audio", reliable_qos(100))
-    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
-    diags = Collector(probe, DiagnosticArray, "/diagnostics", reliable_qos(10))
+    pub_p = probe.create_publisher(AudioChunk, topics.PARTNER_AUDIO, reliable_qos(100))
+    frames = Collector(probe, Blendshapes, topics.AGENT_BLENDSHAPES, reliable_qos())
+    diags = Collector(probe, DiagnosticArray, topics.DIAGNOSTICS, reliable_qos(10))
     n = 2 * SAMPLE_RATE                                   # 2 s: 50 frames
     t = np.arange(n) / SAMPLE_RATE
     audio = (0.1 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * t) > 0)).astype(np.float32)
@@ -252,10 +254,10 @@ def test_malformed_burst_is_counted_and_node_keeps_working(ros_context, tiny_che
     node = _dualtalk(ros_context, tiny_checkpoint)
     probe = Node("probe", context=ros_context)
     qos = reliable_qos(200)
-    pub_p = probe.create_publisher(AudioChunk, "partner/audio", qos)
-    pub_a = probe.create_publisher(AudioChunk, "agent/audio", qos)
-    pub_f = probe.create_publisher(Blendshapes, "partner/face", qos)
-    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    pub_p = probe.create_publisher(AudioChunk, topics.PARTNER_AUDIO, qos)
+    pub_a = probe.create_publisher(AudioChunk, topics.AGENT_AUDIO, qos)
+    pub_f = probe.create_publisher(Blendshapes, topics.PARTNER_FACE, qos)
+    frames = Collector(probe, Blendshapes, topics.AGENT_BLENDSHAPES, reliable_qos())
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(probe)
@@ -323,8 +325,8 @@ def test_arkit_partner_face_through_map_and_face_before_audio(ros_context, tiny_
     node = _dualtalk(ros_context, tiny_checkpoint,
                      partner_face_map_file="maps/arkit_to_flame56.yaml")
     probe = Node("probe", context=ros_context)
-    pub_f = probe.create_publisher(Blendshapes, "partner/face", reliable_qos())
-    pub_p = probe.create_publisher(AudioChunk, "partner/audio", reliable_qos())
+    pub_f = probe.create_publisher(Blendshapes, topics.PARTNER_FACE, reliable_qos())
+    pub_p = probe.create_publisher(AudioChunk, topics.PARTNER_AUDIO, reliable_qos())
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(probe)
@@ -381,15 +383,15 @@ def test_set_parameters_read_only_refused_dynamic_applied(ros_context, tiny_chec
 
     node = _dualtalk(ros_context, tiny_checkpoint)
     probe = Node("probe", context=ros_context)
-    pub_p = probe.create_publisher(AudioChunk, "partner/audio", reliable_qos(100))
-    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    pub_p = probe.create_publisher(AudioChunk, topics.PARTNER_AUDIO, reliable_qos(100))
+    frames = Collector(probe, Blendshapes, topics.AGENT_BLENDSHAPES, reliable_qos())
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(probe)
     try:
         hop = node.config.hop_s
         for name, value in (("hop_s", 0.2), ("checkpoint", "other.pt"),
-                            ("partner_audio_topic", "x")):
+                            ("partner_face_map_file", "x")):
             (r,) = _set_over_dds(ex, probe, [Parameter(name, value=value)])
             assert not r.successful and "read-only" in r.reason and name in r.reason
         assert node.config.hop_s == hop and node.get_parameter("hop_s").value == hop
@@ -461,9 +463,9 @@ def test_far_sample_index_is_survived_and_25hz_resumes(ros_context, tiny_checkpo
     keeps running, counts it, and normal input is published at 25 Hz again."""
     node = _dualtalk(ros_context, tiny_checkpoint)
     probe = Node("probe", context=ros_context)
-    pub_p = probe.create_publisher(AudioChunk, "partner/audio", reliable_qos(100))
-    pub_a = probe.create_publisher(AudioChunk, "agent/audio", reliable_qos(100))
-    frames = Collector(probe, Blendshapes, "agent/blendshapes", reliable_qos())
+    pub_p = probe.create_publisher(AudioChunk, topics.PARTNER_AUDIO, reliable_qos(100))
+    pub_a = probe.create_publisher(AudioChunk, topics.AGENT_AUDIO, reliable_qos(100))
+    frames = Collector(probe, Blendshapes, topics.AGENT_BLENDSHAPES, reliable_qos())
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(probe)

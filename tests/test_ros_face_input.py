@@ -9,6 +9,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from dualtalk_core.layout import ARKIT52_NAMES, FLAME56_NAMES
+from dualtalk_ros import topics
 from dualtalk_ros.conversions import sec_to_stamp, stamp_to_ns
 from dualtalk_ros.face_input_adapter_node import FaceInputAdapterNode
 from dualtalk_ros.params import to_parameters
@@ -23,7 +24,7 @@ J = FLAME56_NAMES.index
 def _run(ctx, params, send, expect: int):
     node = FaceInputAdapterNode(context=ctx, parameter_overrides=to_parameters(params))
     probe = Node("probe", context=ctx)
-    out = Collector(probe, Blendshapes, "partner/face", reliable_qos())
+    out = Collector(probe, Blendshapes, topics.PARTNER_FACE, reliable_qos())
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     ex.add_node(probe)
@@ -51,7 +52,7 @@ def _bs(weights, names, rig, t):
 
 def test_arkit_flame_passthrough_and_bad_input(ros_context):
     def send(probe):
-        pub = probe.create_publisher(Blendshapes, "partner/face_tracking", reliable_qos())
+        pub = probe.create_publisher(Blendshapes, topics.PARTNER_FACE_TRACKING, reliable_qos())
         arkit = np.zeros(52)
         arkit[ARKIT52_NAMES.index("JawOpen")] = 1.0
         flame = np.arange(56, dtype=np.float32)
@@ -72,14 +73,14 @@ def test_arkit_flame_passthrough_and_bad_input(ros_context):
 
 def test_joint_state_face_joined_with_head_pose(ros_context):
     def send(probe):
-        face = probe.create_publisher(JointState, "partner/face_tracking", reliable_qos())
-        head = probe.create_publisher(JointState, "partner/head", reliable_qos())
+        face = probe.create_publisher(JointState, topics.PARTNER_FACE_TRACKING, reliable_qos())
+        head = probe.create_publisher(JointState, topics.PARTNER_HEAD, reliable_qos())
         f = JointState(name=["JawOpen", "MouthSmileLeft"], position=[0.5, 1.0])
         f.header.stamp = sec_to_stamp(2.0)
         h = JointState(name=["HeadYaw", "HeadPitch", "HeadRoll"], position=[0.1, -0.2, 0.05])
         h.header.stamp = sec_to_stamp(2.005)      # 5 ms apart: joined (slop 20 ms)
         return [(face, f), (head, h)]
-    msgs, counters = _run(ros_context, {"input_type": "joint_state", "head_topic": "partner/head",
+    msgs, counters = _run(ros_context, {"input_type": "joint_state", "join_head": True,
                                         "diagnostics_period_s": 0.0}, send, expect=1)
     assert len(msgs) == 1, counters
     w = np.asarray(msgs[0].weights)

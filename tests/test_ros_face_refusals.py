@@ -12,6 +12,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from dualtalk_core.layout import ARKIT52_NAMES
+from dualtalk_ros import topics
 from dualtalk_ros.conversions import sec_to_stamp
 from dualtalk_ros.face_input_adapter_node import FaceInputAdapterNode
 from dualtalk_ros.params import to_parameters
@@ -39,9 +40,9 @@ def _run(ctx, messages, expect_out: int):
     node = FaceInputAdapterNode(context=ctx, parameter_overrides=to_parameters(
         {"diagnostics_period_s": 0.2}))
     probe = Node("probe", context=ctx)
-    pub = probe.create_publisher(Blendshapes, "partner/face_tracking", reliable_qos())
-    out = Collector(probe, Blendshapes, "partner/face", reliable_qos())
-    diag = Collector(probe, DiagnosticArray, "/diagnostics", reliable_qos(10))
+    pub = probe.create_publisher(Blendshapes, topics.PARTNER_FACE_TRACKING, reliable_qos())
+    out = Collector(probe, Blendshapes, topics.PARTNER_FACE, reliable_qos())
+    diag = Collector(probe, DiagnosticArray, topics.DIAGNOSTICS, reliable_qos(10))
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     ex.add_node(probe)

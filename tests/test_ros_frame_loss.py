@@ -16,6 +16,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from dualtalk_core.layout import FLAME56_NAMES
+from dualtalk_ros import topics
 from dualtalk_ros.conversions import sec_to_stamp
 from dualtalk_ros.head_driver_node import HeadDriverNode
 from dualtalk_ros.params import to_parameters
@@ -42,11 +43,12 @@ def _last_counters(diag: Collector) -> dict[str, str]:
 
 def test_burst_arrives_whole_and_drops_are_counted(ros_context):
     node = HeadDriverNode(context=ros_context, parameter_overrides=to_parameters({
-        "joint_map_file": "head_6dof.yaml", "diagnostics_period_s": 0.2}))
+        "joint_map_file": "head_6dof.yaml", "diagnostics_period_s": 0.2,
+        "release_at_stamp": False}))   # synthetic stamps near 0: counting, not timing
     probe = Node("probe", context=ros_context)
-    pub = probe.create_publisher(Blendshapes, "agent/blendshapes", reliable_qos())
-    joints = Collector(probe, JointState, "agent/joint_states", reliable_qos())
-    diag = Collector(probe, DiagnosticArray, "/diagnostics", reliable_qos(10))
+    pub = probe.create_publisher(Blendshapes, topics.AGENT_BLENDSHAPES, reliable_qos())
+    joints = Collector(probe, JointState, topics.AGENT_JOINT_STATES, reliable_qos())
+    diag = Collector(probe, DiagnosticArray, topics.DIAGNOSTICS, reliable_qos(10))
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(probe)

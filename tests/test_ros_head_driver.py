@@ -14,6 +14,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from dualtalk_core.layout import ARKIT52_NAMES, FLAME56_NAMES, JAW, POSE
+from dualtalk_ros import topics
 from dualtalk_ros.conversions import sec_to_stamp, stamp_to_ns
 from dualtalk_ros.head_driver_node import HeadDriverNode
 from dualtalk_ros.head_mapping import JointCommandFilter, load_head_joint_map
@@ -72,11 +73,11 @@ def test_filter_limits_and_velocity_pure(repo_root):
 def test_head_driver_node_adversarial(ros_context):
     node = HeadDriverNode(context=ros_context, parameter_overrides=to_parameters({
         "joint_map_file": "head_6dof.yaml", "rig_map_file": "maps/flame56_to_arkit52.yaml",
-        "diagnostics_period_s": 0.0}))
+        "diagnostics_period_s": 0.0, "release_at_stamp": False}))   # synthetic stamps near 0
     probe = Node("probe", context=ros_context)
-    pub = probe.create_publisher(Blendshapes, "agent/blendshapes", reliable_qos(500))
-    joints = Collector(probe, JointState, "agent/joint_states", reliable_qos(500))
-    arkit = Collector(probe, Blendshapes, "agent/blendshapes_arkit", reliable_qos(500))
+    pub = probe.create_publisher(Blendshapes, topics.AGENT_BLENDSHAPES, reliable_qos(500))
+    joints = Collector(probe, JointState, topics.AGENT_JOINT_STATES, reliable_qos(500))
+    arkit = Collector(probe, Blendshapes, topics.AGENT_BLENDSHAPES_ARKIT, reliable_qos(500))
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(probe)

@@ -1,7 +1,8 @@
 """The launch file, the bring-up command and the installed executables describe one graph.
 
 ``launch``/``launch_ros`` are not installable in the venv, so the launch file is checked by
-parsing it (ast): its Node actions must be the bring-up's node set, every executable an
+parsing it (ast): its Node actions must be the bring-up's node set (with the same default
+remappings: the file players' ``audio`` -> partner/agent audio), every executable an
 installed entry point, every parameter file it names must exist, and every parameter in
 config/conversation.yaml must be one its node declares. The bring-up itself is run for a few
 seconds from file audio.
@@ -15,13 +16,20 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from dualtalk_ros import bringup
+from dualtalk_ros import bringup, topics
 from dualtalk_ros.params import load_params_file, resolve_config_path
 
 pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
 CLIP = "xkHwlcDSOjc_sub_video_109_000"
 CONDITIONS = {"file_audio": "file_audio", "live_audio": "live_audio", None: "always"}
+
+
+def _remappings(node) -> tuple:
+    """A launch ``remappings=[("from", "to"), ...]`` keyword as a tuple of string pairs."""
+    if node is None:
+        return ()
+    return tuple(tuple(ast.literal_eval(e)) for e in node.elts)
 
 
 def _launch_nodes(path):
@@ -34,7 +42,8 @@ def _launch_nodes(path):
             kw = {k.arg: k.value for k in call.keywords}
             cond = kw.get("condition")
             nodes.append((kw["package"].value, kw["executable"].value, kw["name"].value,
-                          CONDITIONS[cond.id if cond is not None else None]))
+                          CONDITIONS[cond.id if cond is not None else None],
+                          _remappings(kw.get("remappings"))))
     args = [c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
             and getattr(c.func, "id", None) == "DeclareLaunchArgument"]
     return nodes, strings, args
@@ -42,11 +51,14 @@ def _launch_nodes(path):
 
 def test_launch_file_matches_bringup_and_entry_points(repo_root):
     nodes, strings, args = _launch_nodes(repo_root / "launch" / "conversation.launch.py")
-    assert {(e, n, w) for _, e, n, w in nodes} == {
-        (e.executable, e.name, e.when) for e in bringup.conversation_nodes()}
+    assert {(e, n, w, r) for _, e, n, w, r in nodes} == {
+        (e.executable, e.name, e.when, e.remappings) for e in bringup.conversation_nodes()}
+    remaps = {n: dict(r) for _, _, n, _, r in nodes}
+    assert remaps["partner_player"] == {topics.PLAYER_AUDIO: topics.PARTNER_AUDIO}
+    assert remaps["agent_player"] == {topics.PLAYER_AUDIO: topics.AGENT_AUDIO}
     assert {p for p, *_ in nodes} == {"dualtalk_ros"}
     installed = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    for _, exe, name, _ in nodes:
+    for _, exe, name, *_ in nodes:
         assert exe in installed, f"launch node {name}: executable {exe!r} is not installed"
         module, func = installed[exe].split(":")
         assert callable(getattr(importlib.import_module(module), func))
@@ -72,6 +84,23 @@ def test_conversation_params_are_declared_by_their_nodes(repo_root):
         for key in ("map_file", "joint_map_file", "rig_map_file", "partner_face_map_file"):
             if values.get(key):
                 assert resolve_config_path(values[key]).is_file()
+
+
+def test_bringup_remap_rules_user_first_then_defaults():
+    """ROS applies the first matching rule: a user's --remap must come before the defaults."""
+    entries = bringup.conversation_nodes(True)
+    rules = bringup.remap_rules(["partner_player:audio:=/robot/mic",
+                                 "head_driver:agent/joint_states:=/arm/cmd"], entries)
+    assert rules["partner_player"] == [("audio", "/robot/mic"),
+                                       (topics.PLAYER_AUDIO, topics.PARTNER_AUDIO)]
+    assert rules["agent_player"] == [(topics.PLAYER_AUDIO, topics.AGENT_AUDIO)]
+    assert rules["head_driver"] == [(topics.AGENT_JOINT_STATES, "/arm/cmd")]
+    assert bringup.remapped(topics.AGENT_BLENDSHAPES, [("/agent/blendshapes", "face")]) == "face"
+    assert bringup.remapped(topics.AGENT_BLENDSHAPES, rules["head_driver"]) == \
+        topics.AGENT_BLENDSHAPES
+    for bad in ("nobody:a:=b", "head_driver:a=b", "head_driver::=b"):
+        with pytest.raises(ValueError, match="NODE:FROM:=TO"):
+            bringup.remap_rules([bad], entries)
 
 
 def test_bringup_overrides(repo_root):

@@ -64,8 +64,10 @@ def _device_list() -> str:
 class AudioCaptureNode(Node):
     """See module docstring."""
 
-    def __init__(self, *, context=None, parameter_overrides=None, name: str = "audio_capture") -> None:
-        super().__init__(name, context=context, parameter_overrides=parameter_overrides)
+    def __init__(self, *, context=None, parameter_overrides=None,
+                 name: str = "audio_capture", cli_args=None) -> None:
+        super().__init__(name, context=context, parameter_overrides=parameter_overrides,
+                         cli_args=cli_args)   # e.g. ["--ros-args", "-r", "a:=b"]
         import sounddevice as sd
 
         refuse_removed_params(self, REMOVED_PARAMS)

@@ -65,8 +65,9 @@ class AudioFilePlayerNode(Node):
     """See module docstring."""
 
     def __init__(self, *, context=None, parameter_overrides=None,
-                 name: str = "audio_file_player") -> None:
-        super().__init__(name, context=context, parameter_overrides=parameter_overrides)
+                 name: str = "audio_file_player", cli_args=None) -> None:
+        super().__init__(name, context=context, parameter_overrides=parameter_overrides,
+                         cli_args=cli_args)   # e.g. ["--ros-args", "-r", "a:=b"]
         refuse_removed_params(self, REMOVED_PARAMS)
         p = self.params = declare_params(self, PARAMS)
         if not p["wav_files"]:

@@ -48,8 +48,10 @@ NODE_COUNTERS = ("partner_chunks_in", "agent_chunks_in", "face_frames_in",
 class DualTalkNode(Node):
     """See module docstring."""
 
-    def __init__(self, *, context=None, parameter_overrides=None, name: str = "dualtalk_node") -> None:
-        super().__init__(name, context=context, parameter_overrides=parameter_overrides)
+    def __init__(self, *, context=None, parameter_overrides=None,
+                 name: str = "dualtalk_node", cli_args=None) -> None:
+        super().__init__(name, context=context, parameter_overrides=parameter_overrides,
+                         cli_args=cli_args)   # e.g. ["--ros-args", "-r", "a:=b"]
         refuse_removed_params(self, REMOVED_PARAMS)
         self.settings = s = NodeSettings(**declare_params(self, NODE_PARAMS))
         try:

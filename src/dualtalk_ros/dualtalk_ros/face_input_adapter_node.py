@@ -70,8 +70,9 @@ class FaceInputAdapterNode(Node):
     """See module docstring."""
 
     def __init__(self, *, context=None, parameter_overrides=None,
-                 name: str = "face_input_adapter") -> None:
-        super().__init__(name, context=context, parameter_overrides=parameter_overrides)
+                 name: str = "face_input_adapter", cli_args=None) -> None:
+        super().__init__(name, context=context, parameter_overrides=parameter_overrides,
+                         cli_args=cli_args)   # e.g. ["--ros-args", "-r", "a:=b"]
         refuse_removed_params(self, REMOVED_PARAMS, REMOVED_HINTS)
         p = self.params = declare_params(self, PARAMS)
         self.counters = Counters("received", "invalid", *(f"invalid_{k}" for k in REFUSALS),

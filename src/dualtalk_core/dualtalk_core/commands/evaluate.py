@@ -40,6 +40,11 @@ def register(subparsers) -> None:
     p.add_argument("--max-clips", type=int, default=None,
                    help="score only the first N clips (pairs, both sides; sorted by name)")
     p.add_argument("--device", default="cpu", help="torch device for --checkpoint (default: cpu)")
+    p.add_argument("--streaming", action="store_true",
+                   help="run --checkpoint through the streaming session, chunked as a live stream "
+                        "arrives (what a robot gets), instead of one offline pass per clip")
+    p.add_argument("--chunk-ms", type=float, default=20.0,
+                   help="--streaming: input chunk length in ms (default 20)")
     p.add_argument("--method-name", default=None,
                    help="row label of the model (default: checkpoint / folder name)")
     p.add_argument("--sid-fit-on", choices=("pred", "gt"), default="pred",
@@ -59,7 +64,7 @@ def _predict_with_checkpoint(args, sides) -> tuple[str, dict[str, np.ndarray]]:
     from dualtalk_core.model.checkpoint import load_checkpoint
     from dualtalk_core.model.inference import predict_clip
 
-    model, _payload = load_checkpoint(args.checkpoint, map_location=args.device)
+    model, payload = load_checkpoint(args.checkpoint, map_location=args.device)
     model.eval()
     try:
         from tqdm import tqdm
@@ -69,8 +74,14 @@ def _predict_with_checkpoint(args, sides) -> tuple[str, dict[str, np.ndarray]]:
         it = sides
     preds = {}
     for s in it:
-        preds[s.name] = predict_clip(model, s.self_audio, s.partner_audio, s.partner_motion,
-                                     device=args.device)
+        if args.streaming:
+            from dualtalk_core.streaming.clip import predict_clip_streamed
+
+            preds[s.name] = predict_clip_streamed(model, payload, s.self_audio, s.partner_audio,
+                                                  s.partner_motion, args.chunk_ms, args.device)
+        else:
+            preds[s.name] = predict_clip(model, s.self_audio, s.partner_audio,
+                                         s.partner_motion, device=args.device)
         if args.save_preds is not None:
             args.save_preds.mkdir(parents=True, exist_ok=True)
             np.save(args.save_preds / f"{s.name}.npy", preds[s.name])

@@ -81,9 +81,10 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict | None
 
 def checkpoint_preset(payload: dict) -> str:
     """The preset a checkpoint's model belongs to: its ``preset`` field; for older files the
-    training config's ``model``, else the preset whose network sizes match, else ``cpu``.
-    An unknown recorded name is a :class:`CheckpointError`."""
-    from dualtalk_core.model.presets import DEFAULT_PRESET, PRESETS, match_preset
+    training config's ``model`` (when it agrees on ``causal``), else the preset whose network
+    sizes match, else ``live`` for a causal model (it needs the live runner whatever its size)
+    and ``cpu`` for any other.  An unknown recorded name is a :class:`CheckpointError`."""
+    from dualtalk_core.model.presets import CAUSAL_PRESET, DEFAULT_PRESET, PRESETS, match_preset
 
     name = payload.get("preset")
     if name is not None:
@@ -91,15 +92,18 @@ def checkpoint_preset(payload: dict) -> str:
             raise CheckpointError(f"checkpoint field 'preset': expected one of {list(PRESETS)}, "
                                   f"got {name!r}")
         return name
-    training = (payload.get("extra") or {}).get("training") or {}
-    trained = (training.get("config") or {}).get("model") if isinstance(training, dict) else None
-    if isinstance(trained, str) and trained in PRESETS:
-        return trained
     try:
         config = DualTalkConfig.from_dict(payload["config"])
     except (KeyError, ValueError, TypeError):
+        config = None
+    training = (payload.get("extra") or {}).get("training") or {}
+    trained = (training.get("config") or {}).get("model") if isinstance(training, dict) else None
+    if isinstance(trained, str) and trained in PRESETS and (
+            config is None or PRESETS[trained].model.causal == config.causal):
+        return trained
+    if config is None:
         return DEFAULT_PRESET
-    return match_preset(config) or DEFAULT_PRESET
+    return match_preset(config) or (CAUSAL_PRESET if config.causal else DEFAULT_PRESET)
 
 
 def checkpoint_streaming(payload: dict) -> dict:

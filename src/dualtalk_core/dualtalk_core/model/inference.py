@@ -48,17 +48,11 @@ def _as_array(x, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def predict_clip(model: torch.nn.Module, self_audio: np.ndarray, partner_audio: np.ndarray,
-                 partner_motion: np.ndarray, device: str | torch.device = "cpu",
-                 length_from: str = "audio", normalize_audio: bool | None = None,
-                 precision: str = "fp32") -> np.ndarray:
-    """Whole clip -> agent motion float32 [T, 56] (see the module docstring for lengths).
-
-    self_audio [n] and partner_audio [m] are 16 kHz mono float waveforms; partner_motion is
-    [S, 56] in the 56-layout. The model runs in eval mode under ``torch.inference_mode`` on
-    ``device`` (``auto``/``cpu``/``cuda[:N]``; the model is moved there), with ``precision``
-    ``fp32`` (default), ``bf16`` or ``fp16`` (CUDA only) autocast; the output is float32.
-    """
+def fit_clip(self_audio: np.ndarray, partner_audio: np.ndarray, partner_motion: np.ndarray,
+             length_from: str = "audio") -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validate and fit a clip's inputs to one length (module docstring) -> (self audio [n],
+    partner audio [n], partner motion [T, 56], T).  Shared by :func:`predict_clip` and the
+    streamed path (``dualtalk infer --streaming``), so both feed the model identical inputs."""
     if length_from not in LENGTH_FROM:
         raise ValueError(f"length_from: expected one of {LENGTH_FROM}, got {length_from!r}")
     self_audio = _as_array(self_audio, "self_audio", 1)
@@ -75,8 +69,22 @@ def predict_clip(model: torch.nn.Module, self_audio: np.ndarray, partner_audio: 
         n = T * SAMPLES_PER_FRAME
         self_audio = fit_audio(self_audio, n, "self audio", log)
     partner_audio = fit_audio(partner_audio, n, "partner audio", log)
-    partner_motion = fit_motion(partner_motion, T)
+    return self_audio, partner_audio, fit_motion(partner_motion, T), T
 
+
+def predict_clip(model: torch.nn.Module, self_audio: np.ndarray, partner_audio: np.ndarray,
+                 partner_motion: np.ndarray, device: str | torch.device = "cpu",
+                 length_from: str = "audio", normalize_audio: bool | None = None,
+                 precision: str = "fp32") -> np.ndarray:
+    """Whole clip -> agent motion float32 [T, 56] (see the module docstring for lengths).
+
+    self_audio [n] and partner_audio [m] are 16 kHz mono float waveforms; partner_motion is
+    [S, 56] in the 56-layout. The model runs in eval mode under ``torch.inference_mode`` on
+    ``device`` (``auto``/``cpu``/``cuda[:N]``; the model is moved there), with ``precision``
+    ``fp32`` (default), ``bf16`` or ``fp16`` (CUDA only) autocast; the output is float32.
+    """
+    self_audio, partner_audio, partner_motion, T = fit_clip(self_audio, partner_audio,
+                                                            partner_motion, length_from)
     device = resolve_device(device)
     check_precision(precision, device)
     # one pinned, non-blocking copy per input (cuda); the only sync is reading the result back

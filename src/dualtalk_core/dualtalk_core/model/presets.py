@@ -83,6 +83,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in _ENTRIES}
 
 DEFAULT_PRESET = "cpu"
 """What a checkpoint that records no preset and matches none is streamed as."""
+CAUSAL_PRESET = "live"
+"""The same for a causal model (``config.causal``): only the live runner can step it."""
 
 #: the fields that size a network: two configs equal on these are the same preset
 SIZE_FIELDS = ("audio_frontend", "n_mels", "frontend_hidden", "frontend_layers", "d_model",
@@ -118,7 +120,9 @@ def _size_signature(config: DualTalkConfig) -> tuple:
 def match_preset(config: DualTalkConfig) -> str | None:
     """The preset whose network sizes equal ``config``'s (options such as dropout or
     ``partner_motion_scale`` may differ), or None; when several share the sizes (``cpu`` and a
-    causal variant), the one with the fewest differing fields.  For checkpoints that record no
+    causal variant), the one with the fewest differing fields.  ``causal`` is a size field,
+    so a causal model never matches a window preset; one that matches no preset is streamed as
+    :data:`CAUSAL_PRESET` (``checkpoint.checkpoint_preset``).  For checkpoints that record no
     preset."""
     sig, mine = _size_signature(config), config.to_dict()
     best: tuple[int, str] | None = None

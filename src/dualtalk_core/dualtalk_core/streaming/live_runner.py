@@ -213,7 +213,7 @@ class LiveRunner:
                 self._resync(self._partner_end, "backlog_resyncs", (
                     f"agent sample {first + n} lies beyond max_backlog_s="
                     f"{self.config.max_backlog_s:g} of buffered audio"))
-            if not self._agent.fits(first + n) or first + n <= self._agent.start:
+            if not self._agent.fits(first + n):
                 return self._reject("rejected_too_far_ahead", (
                     f"agent audio: chunk at sample {first} lies beyond max_backlog_s of buffer"))
             self._agent.write(first, x)
@@ -325,7 +325,7 @@ class LiveRunner:
         self._fed_partner, self._fed_agent, self._fed_motion = p_end, agent_end, motion_end
         if flush_to is not None:
             self._flushed = True
-        ready = None if flush_to is not None else (covered) * SAMPLES_PER_FRAME
+        ready = None if flush_to is not None else covered * SAMPLES_PER_FRAME
         return _Job(self._generation, self._state, agent, partner, motion, flush_to, ready)
 
     def _run_model(self, job: _Job) -> tuple[np.ndarray, float]:

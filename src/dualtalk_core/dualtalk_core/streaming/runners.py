@@ -1,9 +1,10 @@
 """Which streaming runner a checkpoint gets, and with which settings.
 
-A *runner* turns pushed audio/face into computed frames.  Today there is one kind,
-``window`` (:class:`~dualtalk_core.streaming.engine.StreamingEngine`: the sliding window around an
-offline model); a causal model adds its kind to :data:`RUNNERS` and names it in its preset's
-``runner`` (:mod:`dualtalk_core.model.presets`).  The session talks to any runner through this
+A *runner* turns pushed audio/face into computed frames.  Two kinds: ``window``
+(:class:`~dualtalk_core.streaming.engine.StreamingEngine`: the sliding window around an offline
+model) and ``live`` (:class:`~dualtalk_core.streaming.live_runner.LiveRunner`: a causal model
+stepped incrementally); a preset names its kind in ``runner`` (:mod:`dualtalk_core.model.presets`)
+and a checkpoint's preset picks it (:func:`runner_kind`).  The session talks to any runner through this
 contract (the engine's methods are the reference):
 
 * ``config`` (:class:`StreamingConfig`), ``counters`` (dict, see ``frames.COUNTER_NAMES``),
@@ -23,14 +24,22 @@ from dualtalk_core.streaming.config import StreamingConfig, merge_streaming, rea
 
 RUNNERS: dict[str, str] = {
     "window": "dualtalk_core.streaming.engine:StreamingEngine",
+    "live": "dualtalk_core.streaming.live_runner:LiveRunner",
 }
 """Runner kind -> ``module:Class`` built as ``Class(model, config, device=...)``."""
 
 
 def make_runner(kind: str, model: Any, config: StreamingConfig, device: str = "cpu"):
-    """Build the runner ``kind`` around ``model``; ``ValueError`` naming the known kinds."""
+    """Build the runner ``kind`` around ``model``; ``ValueError`` naming the known kinds, or
+    naming both values when ``config`` asks for horizons the model does not have."""
     if kind not in RUNNERS:
         raise ValueError(f"unknown streaming runner {kind!r}; expected one of {sorted(RUNNERS)}")
+    if kind != "live" and config.is_live:
+        asked = {k: getattr(config, k) for k in ("self_lookahead_s", "partner_lookahead_s")
+                 if getattr(config, k) is not None}
+        raise ValueError(f"StreamingConfig {asked} was requested, but the checkpoint's model "
+                         f"has no live horizons (it streams with the {kind!r} runner: "
+                         f"lookahead_s / hop_s); unset them or use a live checkpoint")
     module, cls = RUNNERS[kind].split(":")
     return getattr(importlib.import_module(module), cls)(model, config, device=device)
 

@@ -122,7 +122,11 @@ class StreamingSession:
 
         model, payload = load_checkpoint(path, map_location="cpu")
         config = streaming_config_for(payload, preset, config_file, overrides)
-        session = cls(make_runner(runner_kind(payload), model, config, device), log=log)
+        try:
+            runner = make_runner(runner_kind(payload), model, config, device)
+        except ValueError as exc:       # e.g. horizons that disagree with the checkpoint's
+            raise ValueError(f"{path}: {exc}") from None
+        session = cls(runner, log=log)
         session.payload = payload
         return session
 
