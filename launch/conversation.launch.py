@@ -11,6 +11,8 @@ Topic names are fixed (dualtalk_ros.topics) and renamed by remapping: the two fi
 publish "audio", remapped here to partner/audio and agent/audio; to point the head at a robot
 controller, add remappings=[("agent/joint_states", "/arm/cmd")] to the head_driver Node (or run
 `ros2 run dualtalk_ros head_driver --ros-args -r agent/joint_states:=/arm/cmd`).
+play_voice:=true adds voice_player, which plays agent/audio on the sound card at the sample
+index it announces (the face and the voice on one clock).
 """
 import os
 import time
@@ -32,6 +34,7 @@ def generate_launch_description():
     use_file_audio = LaunchConfiguration("use_file_audio")
     partner_wav = LaunchConfiguration("partner_wav")
     agent_wav = LaunchConfiguration("agent_wav")
+    play_voice = IfCondition(LaunchConfiguration("play_voice"))
     file_audio = IfCondition(use_file_audio)
     live_audio = UnlessCondition(use_file_audio)
     # both players share one conversation clock: sample 0 plays a few seconds after launch
@@ -45,6 +48,8 @@ def generate_launch_description():
                               description="play partner_wav/agent_wav instead of capturing"),
         DeclareLaunchArgument("partner_wav", default_value="", description="partner wav file"),
         DeclareLaunchArgument("agent_wav", default_value="", description="agent (TTS) wav file"),
+        DeclareLaunchArgument("play_voice", default_value="false",
+                              description="play agent/audio on the sound card (voice_player)"),
         Node(package="dualtalk_ros", executable="audio_capture", name="audio_capture",
              parameters=[params, {"device": audio_device}], condition=live_audio,
              output="screen"),
@@ -60,4 +65,6 @@ def generate_launch_description():
              parameters=[params, {"checkpoint": checkpoint, "device": device}], output="screen"),
         Node(package="dualtalk_ros", executable="head_driver", name="head_driver",
              parameters=[params], output="screen"),
+        Node(package="dualtalk_ros", executable="voice_player", name="voice_player",
+             parameters=[params], condition=play_voice, output="screen"),
     ])

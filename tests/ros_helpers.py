@@ -45,13 +45,9 @@ class Collector:
         return [m for _, m in self.items]
 
 
-def write_alsa_file_device(home: Path, infile: Path, rate: int = 16000, channels: int = 2) -> Path:
-    """Write ``home/.asoundrc`` whose default capture PCM reads raw S16_LE from ``infile``.
-
-    ALSA's ``file`` plugin reads ``infile`` instead of the (null) slave's samples; the ``plug``
-    in front converts to whatever PortAudio asks for. The file device is not paced: it delivers
-    as fast as it is read, so the reader (the capture callback) sets the pace.
-    """
+def _write_asoundrc(home: Path, filedev: str, rate: int, channels: int) -> Path:
+    """``home/.asoundrc``: the default PCM is a ``plug`` (converts to whatever PortAudio asks
+    for) in front of ALSA's ``file`` plugin on a null slave, configured by ``filedev``."""
     home.mkdir(parents=True, exist_ok=True)
     rc = home / ".asoundrc"
     rc.write_text(f"""
@@ -62,12 +58,32 @@ pcm.!default {{
 pcm.filedev {{
   type file
   slave.pcm "null"
-  file "/dev/null"
-  infile "{infile}"
+{filedev}
   format "raw"
 }}
 """)
     return rc
+
+
+def write_alsa_file_device(home: Path, infile: Path, rate: int = 16000, channels: int = 2) -> Path:
+    """Write ``home/.asoundrc`` whose default capture PCM reads raw S16_LE from ``infile``.
+
+    ALSA's ``file`` plugin reads ``infile`` instead of the (null) slave's samples. The file
+    device is not paced: it delivers as fast as it is read, so the reader (the capture
+    callback) sets the pace.
+    """
+    return _write_asoundrc(home, f'  file "/dev/null"\n  infile "{infile}"', rate, channels)
+
+
+def write_alsa_file_playback(home: Path, outfile: Path, rate: int = 16000,
+                             channels: int = 1) -> Path:
+    """Write ``home/.asoundrc`` whose default playback PCM writes raw S16_LE to ``outfile``.
+
+    The playback twin of :func:`write_alsa_file_device`: ALSA's ``file`` plugin copies every
+    sample written to the (null) slave into ``outfile``, so the file holds exactly what PortAudio
+    played, in order. Not paced either: the writer (the voice player) sets the pace.
+    """
+    return _write_asoundrc(home, f'  file "{outfile}"', rate, channels)
 
 
 def index_coded_stereo(n: int) -> np.ndarray:

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
 PACKAGES = ("dualtalk_core", "dualtalk_msgs", "dualtalk_ros")
 NODES = ("audio_capture", "audio_file_player", "dualtalk_node", "head_driver",
-         "face_input_adapter")
+         "face_input_adapter", "voice_player")
 COLCON = [sys.executable, "-c",
           "import sys; from colcon_core.command import main; sys.exit(main())"]
 

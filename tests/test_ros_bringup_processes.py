@@ -123,7 +123,7 @@ def test_bringup_remap_renames_a_topic_of_one_node(tmp_path, tiny_checkpoint, ro
     text = lambda: (tmp_path / "bringup.log").read_text()  # noqa: E731
     try:
         assert wait_for(lambda: "bringup: running" in text(), 180), text()
-        assert _head_driver_answers(ros_context, 1.0, joints_topic="/arm/cmd"), text()
+        assert _head_driver_answers(ros_context, time.time(), joints_topic="/arm/cmd"), text()
         probe = Node("remap_probe", context=ros_context)
         ex = SingleThreadedExecutor(context=ros_context)
         ex.add_node(probe)

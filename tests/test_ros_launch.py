@@ -22,7 +22,8 @@ from dualtalk_ros.params import load_params_file, resolve_config_path
 pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
 CLIP = "xkHwlcDSOjc_sub_video_109_000"
-CONDITIONS = {"file_audio": "file_audio", "live_audio": "live_audio", None: "always"}
+CONDITIONS = {"file_audio": "file_audio", "live_audio": "live_audio", "play_voice": "play_voice",
+              None: "always"}
 
 
 def _remappings(node) -> tuple:

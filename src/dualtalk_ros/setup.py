@@ -45,6 +45,7 @@ NODES = {
     "dualtalk_node": "dualtalk_ros.dualtalk_node:main",
     "head_driver": "dualtalk_ros.head_driver_node:main",
     "face_input_adapter": "dualtalk_ros.face_input_adapter_node:main",
+    "voice_player": "dualtalk_ros.voice_player_node:main",
 }
 
 setup(

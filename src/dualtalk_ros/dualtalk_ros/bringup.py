@@ -34,9 +34,10 @@ DEFAULT_PARAMS = "conversation.yaml"
 @dataclass(frozen=True)
 class NodeEntry:
     """One node of the conversation graph: its node name (key in the params file), the
-    installed executable, the class, when it runs (``always``, ``file_audio`` or
-    ``live_audio``) and its default topic remappings ``((from, to), ...)`` (the launch file's
-    ``remappings=``; a test checks they agree)."""
+    installed executable, the class, when it runs (``always``, ``file_audio``, ``live_audio``
+    or ``play_voice``: only when asked, as it needs a sound card) and its default topic
+    remappings ``((from, to), ...)`` (the launch file's ``remappings=``; a test checks they
+    agree)."""
 
     name: str
     executable: str
@@ -62,6 +63,8 @@ CONVERSATION_NODES: tuple[NodeEntry, ...] = (
               "FaceInputAdapterNode"),
     NodeEntry("dualtalk_node", "dualtalk_node", "dualtalk_node", "DualTalkNode"),
     NodeEntry("head_driver", "head_driver", "head_driver_node", "HeadDriverNode"),
+    NodeEntry("voice_player", "voice_player", "voice_player_node", "VoicePlayerNode",
+              "play_voice"),
 )
 
 
@@ -73,12 +76,15 @@ def entry_by_name(name: str) -> NodeEntry:
     raise KeyError(f"unknown node {name!r}; nodes: {[e.name for e in CONVERSATION_NODES]}")
 
 
-def conversation_nodes(use_file_audio: bool | None = None) -> list[NodeEntry]:
-    """The node set; ``None`` = all entries, else those that run in that audio mode."""
+def conversation_nodes(use_file_audio: bool | None = None,
+                       play_voice: bool = False) -> list[NodeEntry]:
+    """The node set; ``None`` = all entries, else those that run in that audio mode (the
+    voice player only with ``play_voice``)."""
     if use_file_audio is None:
         return list(CONVERSATION_NODES)
-    skip = "live_audio" if use_file_audio else "file_audio"
-    return [n for n in CONVERSATION_NODES if n.when != skip]
+    skip = {"live_audio" if use_file_audio else "file_audio"} | (
+        set() if play_voice else {"play_voice"})
+    return [n for n in CONVERSATION_NODES if n.when not in skip]
 
 
 def register(sub) -> None:
@@ -99,6 +105,9 @@ def register(sub) -> None:
     p.add_argument("--no-audio-input", action="store_true",
                    help="start no audio source: another process (e.g. a bag replay) publishes "
                         "partner/agent audio")
+    p.add_argument("--play-voice", action="store_true",
+                   help="start voice_player: play agent/audio on the default sound device at "
+                        "its announced sample index (the robot's loudspeaker)")
     p.add_argument("--partner-wav", help="partner wav for --use-file-audio")
     p.add_argument("--agent-wav", help="agent wav for --use-file-audio")
     p.add_argument("--duration", type=float, default=0.0,
@@ -340,9 +349,9 @@ def run(args) -> int:
     from .supervisor import NodeProcess, stop_all
 
     params = node_parameters(args)
-    entries = conversation_nodes(args.use_file_audio)
+    entries = conversation_nodes(args.use_file_audio, getattr(args, "play_voice", False))
     if getattr(args, "no_audio_input", False):
-        entries = [e for e in entries if e.when == "always"]
+        entries = [e for e in entries if e.when in ("always", "play_voice")]
     names = [e.name for e in entries]
     respawn = _respawn_set(args, names)
     remaps = remap_rules(getattr(args, "remap", None) or [], entries)

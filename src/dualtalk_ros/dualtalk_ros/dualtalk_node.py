@@ -16,17 +16,25 @@ The model is loaded once at start (a missing or invalid checkpoint is a start-up
 session steps in a worker thread so subscriptions never block behind inference, and a pacer
 thread releases frames at their due time when ``playout_delay_s`` > 0.  Every bad message is
 logged (throttled), counted and dropped; the node never dies on input.
+
+Barge-in: an ``std_msgs/Empty`` on ``agent/speech_stop`` turns the agent speech queued after the
+current playback time into silence and refuses chunks of the interrupted speech still on their
+way (``agent_stopped_chunks``), so the mouth closes once the audio already fed to the model
+(its lookahead) has passed (:mod:`.speech_stop`). The silence overlaps what was fed, so each
+stop counts once in the runner's ``agent_late_chunks``.
 """
 from __future__ import annotations
 
 import threading
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from dualtalk_msgs.msg import AudioChunk, BlendshapeSequence, Blendshapes, ConversationState
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from std_msgs.msg import Empty
 
-from dualtalk_core.layout import FLAME56, FLAME56_NAMES
+from dualtalk_core.layout import FLAME56, FLAME56_NAMES, SAMPLE_RATE
 
 from .audio_input import AudioInput
 from .conversions import (MessageError, ns_to_stamp, numpy_to_blendshape_sequence,
@@ -39,10 +47,12 @@ from .params import declare_params, refuse_removed_params
 from .playout import Pacer
 from .qos import reliable_qos, sensor_qos
 from .runtime import StartupError, diagnostic_array, run_node
+from .speech_stop import SpeechStop
 
 PARAMS = NODE_PARAMS + streaming_params()   # every parameter (static defaults), for tools
 NODE_COUNTERS = ("partner_chunks_in", "agent_chunks_in", "face_frames_in",
-                 "invalid_partner_audio", "invalid_agent_audio", "invalid_face")
+                 "invalid_partner_audio", "invalid_agent_audio", "invalid_face",
+                 "speech_stops", "agent_stopped_chunks")
 
 
 class DualTalkNode(Node):
@@ -73,6 +83,9 @@ class DualTalkNode(Node):
         self.create_subscription(AudioChunk, topics.PARTNER_AUDIO, self.on_partner_audio, in_qos)
         self.create_subscription(AudioChunk, topics.AGENT_AUDIO, self.on_agent_audio, in_qos)
         self.create_subscription(Blendshapes, topics.PARTNER_FACE, self.on_partner_face, in_qos)
+        self.speech_stop = SpeechStop()
+        self.create_subscription(Empty, topics.AGENT_SPEECH_STOP, self.on_speech_stop,
+                                 reliable_qos(10))
         self._diag_timer = None
         self.restart_diagnostics_timer()
         self._pacer = (Pacer(lambda: self.get_clock().now().nanoseconds, self._publish_frame,
@@ -130,8 +143,30 @@ class DualTalkNode(Node):
             got = self.agent_in.convert(msg)
         except MessageError as exc:
             return self._dropped("invalid_agent_audio", f"dropped agent audio: {exc}")
-        if got is not None:
-            self.session.push_agent_audio(got[0], got[1], stamp_to_ns(msg.header.stamp))
+        if got is None:
+            return
+        if not self.speech_stop.accept(got[1], len(got[0])):
+            return self._dropped("agent_stopped_chunks", "dropped agent audio: speech "
+                                 "interrupted by agent/speech_stop")
+        self.session.push_agent_audio(got[0], got[1], stamp_to_ns(msg.header.stamp))
+
+    def on_speech_stop(self, _msg: Empty) -> None:
+        """Barge-in: queued agent speech after the current playback time becomes silence."""
+        self.counters.inc("speech_stops")
+        origin = self.session.origin_ns
+        if origin is None:       # no conversation clock yet: only refuse what was announced
+            self.speech_stop.stop(0)
+            return
+        now_index = (self.get_clock().now().nanoseconds - origin) * SAMPLE_RATE // 1_000_000_000
+        silence = self.speech_stop.stop(now_index)
+        if silence is not None:
+            first, n = silence
+            self.session.push_agent_audio(np.zeros(n, np.float32), first,
+                                          origin + first * 1_000_000_000 // SAMPLE_RATE)
+            self._wake.set()
+        self.get_logger().info(f"speech stop at sample {now_index}: "
+                               f"{0 if silence is None else silence[1] / SAMPLE_RATE:.2f} s of "
+                               "queued agent speech silenced")
 
     def on_partner_face(self, msg: Blendshapes) -> None:
         self.counters.inc("face_frames_in")

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 PARTNER_AUDIO = "partner/audio"              # AudioChunk: the partner's microphone
 AGENT_AUDIO = "agent/audio"                  # AudioChunk: the agent's speech (playback index)
+AGENT_AUDIO_PLAYED = "agent/audio_played"    # AudioChunk: what voice_player wrote, stamped
+                                             # with when its first sample plays
+AGENT_SPEECH_STOP = "agent/speech_stop"      # std_msgs/Empty: barge-in, drop queued speech
 PARTNER_FACE_TRACKING = "partner/face_tracking"  # tracker output (ARKit blendshapes / joints)
 PARTNER_HEAD = "partner/head"                # optional JointState head pose of the partner
 PARTNER_FACE = "partner/face"                # Blendshapes (flame56): the partner's face

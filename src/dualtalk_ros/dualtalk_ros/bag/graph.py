@@ -49,7 +49,11 @@ class GraphOptions:
                 "--no-audio-input"]
         if self.params:
             argv += ["--params", self.params]
-        sets = list(self.overrides)
+        # head_driver releases frames at their stamps: on the bag's clock with sim time; without
+        # it a bag's stamps (made from start_time 0) are not on this clock, so it publishes on
+        # arrival as before (the user's overrides, after this, still win)
+        sets = ["head_driver.use_sim_time=true" if self.use_sim_time
+                else "head_driver.release_at_stamp=false", *self.overrides]
         if self.checkpoint:
             sets.append(f"dualtalk_node.checkpoint={self.checkpoint}")
         if self.use_sim_time:
