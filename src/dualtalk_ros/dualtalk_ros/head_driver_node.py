@@ -119,7 +119,8 @@ class HeadDriverNode(Node):
             self.releaser = ReleaseThread(
                 ReleaseBuffer(int(p["max_ahead_s"] * 1e9), int(p["max_late_s"] * 1e9),
                               int(p["buffer_frames"])),
-                lambda: self.get_clock().now().nanoseconds, self._release)
+                lambda: self.get_clock().now().nanoseconds, self._release,
+                alive=lambda: self.context.ok())
         self.newest_rx_stamp_ns: int | None = None   # newest stamp received (for missed_frames)
         if p["diagnostics_period_s"] > 0:
             self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)

@@ -87,8 +87,10 @@ class ReleaseThread:
     """
 
     def __init__(self, buffer: ReleaseBuffer, now_ns: Callable[[], int],
-                 release: Callable[[int, object], None], max_wait_s: float = 0.01) -> None:
+                 release: Callable[[int, object], None], max_wait_s: float = 0.01,
+                 alive: Callable[[], bool] = lambda: True) -> None:
         self.buffer, self._now_ns, self._release = buffer, now_ns, release
+        self._alive = alive
         self._max_wait_s = max_wait_s
         self._cond = threading.Condition()
         self._running = True
@@ -113,6 +115,15 @@ class ReleaseThread:
             self.thread.join(timeout=2.0)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:
+            # Ctrl-C shuts the ROS context down before the node closes this thread: a clock or
+            # publisher that fails then is the shutdown, not an error worth a traceback
+            if self._running and self._alive():
+                raise
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 if not self._running:
