@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .bringup import entry_by_name
     from .params import to_parameters
-    from .runtime import StartupError
+    from .runtime import StartupError, shut_down
 
     entry = entry_by_name(spec["entry"])
     cls = entry.load()
@@ -64,21 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         # one stop request is enough: a second SIGINT (the terminal's, then the bring-up's)
         # must not interrupt the clean shutdown below
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        executor.shutdown()
-        if node is not None:
-            values = getattr(node, "diagnostics_values", None)
-            if values is not None and code == 0:
-                try:
-                    spec_path.with_suffix(".exit.json").write_text(
-                        json.dumps(values(), default=str))
-                except Exception as exc:  # the report is a bonus; the shutdown must finish
-                    print(f"[{spec['name']}] exit report not written: {exc}", file=sys.stderr)
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        values = getattr(node, "diagnostics_values", None)
+        if values is not None and code == 0:
+            try:
+                spec_path.with_suffix(".exit.json").write_text(json.dumps(values(), default=str))
+            except Exception as exc:  # the report is a bonus; the shutdown must finish
+                print(f"[{spec['name']}] exit report not written: {exc}", file=sys.stderr)
+        shut_down(executor, node)
     return code
 
 

@@ -49,15 +49,21 @@ def run_node(factory: Callable[..., object], args: list[str] | None = None) -> i
         # Ctrl-C came while the node was being built: its context is gone, which is the
         # shutdown that was asked for, not an error
     finally:
-        executor.shutdown()
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        shut_down(executor, node)
     return code
+
+
+def shut_down(executor, node) -> None:
+    """The clean end of a node's process: stop the executor, ``close()`` the node (its own
+    threads) when it has one, destroy it, shut rclpy down (once)."""
+    executor.shutdown()
+    if node is not None:
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        node.destroy_node()
+    if rclpy.ok():
+        rclpy.shutdown()
 
 
 def diagnostic_array(node, name: str, values: Mapping[str, object], level: int = 0,

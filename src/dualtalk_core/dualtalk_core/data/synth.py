@@ -42,7 +42,7 @@ from scipy.signal import lfilter
 from dualtalk_core import layout
 from dualtalk_core.data.face_stats import FaceStats, face_stats_label, resolve_face_stats
 from dualtalk_core.data.motion_io import npz_arrays, write_npz_deterministic
-from dualtalk_core.data.synth_face import make_calibrated_motion
+from dualtalk_core.data.synth_face import kernel_response, make_calibrated_motion
 from dualtalk_core.media.audio_io import write_wav_float32
 from dualtalk_core.signals import speech_energy_per_frame
 
@@ -298,15 +298,6 @@ def normalised_envelope(audio: np.ndarray, num_frames: int) -> np.ndarray:
     return np.clip(env / max(ref, 1e-8), 0.0, 1.3)
 
 
-def _kernel_response(num_frames: int, events: Sequence[float], kernel: np.ndarray) -> np.ndarray:
-    out = np.zeros(num_frames + kernel.size)
-    for ev in events:
-        k = int(round(ev))
-        if 0 <= k < num_frames:
-            out[k:k + kernel.size] += kernel
-    return out[:num_frames]
-
-
 def make_motion(own_audio: np.ndarray, num_frames: int, persona: Persona, self_speaking: np.ndarray,
                 partner_phrase_ends: Sequence[float], rng: np.random.Generator) -> np.ndarray:
     """The rule-based [T, 56] motion of one speaker (see the module docstring)."""
@@ -326,10 +317,10 @@ def make_motion(own_audio: np.ndarray, num_frames: int, persona: Persona, self_s
             if not self_speaking[min(int(e), t - 1)]]
     nod_len = 14
     nod = np.sin(np.pi * np.arange(nod_len) / nod_len) ** 2
-    pose[:, HEAD_PITCH] += 0.07 * persona.nod_gain * _kernel_response(t, ends, nod)
+    pose[:, HEAD_PITCH] += 0.07 * persona.nod_gain * kernel_response(t, ends, nod)
     ks = np.arange(60)
     smile_k = (1 - np.exp(-ks / 5.0)) * np.exp(-ks / 25.0)
-    smile = np.minimum(_kernel_response(t, ends, smile_k), 1.0)
+    smile = np.minimum(kernel_response(t, ends, smile_k), 1.0)
     for d, w in zip(SMILE_DIMS, SMILE_WEIGHTS):
         exp[:, d] += w * persona.smile_gain * 0.8 * smile
     # always: sway, blinks, slow drift, noise
@@ -339,7 +330,7 @@ def make_motion(own_audio: np.ndarray, num_frames: int, persona: Persona, self_s
     pose[:, 0] += 0.3 * persona.sway_amp * np.sin(2 * np.pi * 1.3 * persona.sway_freq * time + phases[2])
     n_blinks = rng.poisson(persona.blink_rate * t / FPS)
     blink_k = np.array([0.4, 1.0, 0.8, 0.3])
-    exp[:, BLINK_DIM] += BLINK_AMPLITUDE * _kernel_response(t, rng.uniform(0, t, n_blinks), blink_k)
+    exp[:, BLINK_DIM] += BLINK_AMPLITUDE * kernel_response(t, rng.uniform(0, t, n_blinks), blink_k)
     drift = lfilter([0.05], [1.0, -0.95], rng.standard_normal((t, 50)), axis=0)
     exp += DRIFT_SCALE * drift
     exp += rng.normal(0, NOISE_STD, exp.shape)

@@ -356,16 +356,7 @@ class DualTalk(nn.Module):
         the per-clip waveform normalisation (``None`` = ``config.normalize_audio``).
         """
         cfg = self.config
-        if self_audio.ndim != 2 or partner_audio.ndim != 2:
-            raise ValueError(f"audio must be [B, n]; got self {list(self_audio.shape)}, "
-                             f"partner {list(partner_audio.shape)}")
-        if partner_motion.ndim != 3 or partner_motion.shape[-1] != DIM:
-            raise ValueError(f"partner_motion must be [B, T, {DIM}], got "
-                             f"{list(partner_motion.shape)}")
-        batch = self_audio.shape[0]
-        if partner_audio.shape[0] != batch or partner_motion.shape[0] != batch:
-            raise ValueError("batch sizes differ: self_audio, partner_audio, partner_motion have "
-                             f"{batch}, {partner_audio.shape[0]}, {partner_motion.shape[0]}")
+        check_batch(self_audio, partner_audio, partner_motion)
         T = int(num_frames) if num_frames is not None else num_frames_for_samples(
             self_audio.shape[1])
         needs_aligned = (not cfg.use_temporal_enhancer or not cfg.use_partner_audio)
@@ -390,3 +381,18 @@ class DualTalk(nn.Module):
         if self.interaction_module is not None:
             x = self.interaction_module(x)
         return self.synthesis_module(x)                      # [B, T, 56]
+
+
+def check_batch(self_audio, partner_audio, partner_motion) -> None:
+    """The forward's input contract, shared by the released and the live model: audio
+    [B, n] / [B, m], partner motion [B, S, 56], one batch size (``ValueError`` naming shapes)."""
+    if self_audio.ndim != 2 or partner_audio.ndim != 2:
+        raise ValueError(f"audio must be [B, n]; got self {list(self_audio.shape)}, "
+                         f"partner {list(partner_audio.shape)}")
+    if partner_motion.ndim != 3 or partner_motion.shape[-1] != DIM:
+        raise ValueError(f"partner_motion must be [B, T, {DIM}], got "
+                         f"{list(partner_motion.shape)}")
+    batch = self_audio.shape[0]
+    if partner_audio.shape[0] != batch or partner_motion.shape[0] != batch:
+        raise ValueError("batch sizes differ: self_audio, partner_audio, partner_motion have "
+                         f"{batch}, {partner_audio.shape[0]}, {partner_motion.shape[0]}")

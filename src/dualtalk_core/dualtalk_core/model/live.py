@@ -38,6 +38,7 @@ from dualtalk_core.model.causal_attention import (CausalDecoderLayer, CausalEnco
                                                   CausalStack, KVCache, causal_mha)
 from dualtalk_core.model.causal_frontend import CausalAudioEncoder
 from dualtalk_core.model.config import DualTalkConfig, seconds_to_frames
+from dualtalk_core.model.dualtalk import check_batch
 
 #: the longest block of output frames computed in one go by ``step`` (bounds its allocations)
 MAX_STEP_FRAMES = 250
@@ -230,7 +231,7 @@ class LiveDualTalk(nn.Module):
             raise ValueError("LiveDualTalk: per-clip audio normalisation (normalize_audio=True) "
                              "looks at the whole clip and is not causal; the live model uses "
                              "fixed log-mel statistics instead")
-        _check_batch(self_audio, partner_audio, partner_motion)
+        check_batch(self_audio, partner_audio, partner_motion)
         T = int(num_frames) if num_frames is not None else num_frames_for_samples(
             self_audio.shape[1])
         ls, lp = self.self_lookahead, self.partner_lookahead
@@ -266,17 +267,3 @@ class LiveDualTalk(nn.Module):
         from dualtalk_core.model.live_state import flush
 
         return flush(self, state, num_frames)
-
-
-def _check_batch(self_audio, partner_audio, partner_motion) -> None:
-    if self_audio.ndim != 2 or partner_audio.ndim != 2:
-        raise ValueError(f"audio must be [B, n]; got self {list(self_audio.shape)}, "
-                         f"partner {list(partner_audio.shape)}")
-    if partner_motion.ndim != 3 or partner_motion.shape[-1] != DIM:
-        raise ValueError(f"partner_motion must be [B, T, {DIM}], got "
-                         f"{list(partner_motion.shape)}")
-    batch = self_audio.shape[0]
-    if partner_audio.shape[0] != batch or partner_motion.shape[0] != batch:
-        raise ValueError("batch sizes differ: self_audio, partner_audio, partner_motion have "
-                         f"{batch}, {partner_audio.shape[0]}, {partner_motion.shape[0]}")
-
