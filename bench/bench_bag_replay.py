@@ -6,8 +6,9 @@ was being replayed into it (frames then arrived in one burst at the end); the un
 replay short clips, did not notice. This benchmark runs the first three steps of ``make demo``
 (``scripts/demo.py``: a 30 s synthetic conversation, packed into a bag, replayed through the
 bring-up graph in real time by ``dualtalk-ros bag evaluate`` and recorded) with a model
-(default: the bundled demo model) and prints a Markdown table: frames received,
-output rate, input-to-frame latency and the node's own processing latency (p50/p95/max).
+(default: the model ``make demo`` runs, the bundled live model) and prints a Markdown table:
+frames received, output rate, input-to-frame latency and the node's own processing latency
+(p50/p95/max).
 ``--max-processing-p95-ms`` turns it into a check (exit 1 when exceeded). DDS stays on loopback
 on a private domain (run it through ``make bench`` or ``scripts/with_ros_env.sh``).
 
@@ -28,7 +29,7 @@ import demo  # noqa: E402  (scripts/demo.py: the conversation -> bag -> live gra
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "dualtalk_cpu_demo.pt")
+    ap.add_argument("--checkpoint", type=Path, default=demo.DEMO_MODEL)  # what make demo runs
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--max-processing-p95-ms", type=float, default=None,
@@ -39,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("run through `make bench` or scripts/with_ros_env.sh (DDS on loopback)")
     with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp:
         try:
-            report, *_ = demo.replay_conversation(Path(tmp), args.checkpoint.resolve(),
-                                                  args.seconds, args.seed)
+            checkpoint = args.checkpoint.resolve()
+            report, *_ = demo.replay_conversation(Path(tmp), checkpoint, args.seconds,
+                                                  args.seed, demo.face_scale_of(checkpoint))
         except subprocess.CalledProcessError:  # its output is already on stderr
             return 1
     head = demo.headline(report)

@@ -7,14 +7,17 @@
    same nodes and YAML as `ros2 launch dualtalk_ros conversation.launch.py`), replay the
    conversation through it in real time and record its output bag; score the recording
    (metrics, frame rate, latency) into a report with a curves plot,
-4. render a preview (partner | agent faces drawn from the coefficients, audio muxed in) as MP4,
+4. render a preview (partner | agent faces drawn from the coefficients as the head driver
+   released them while the voice played, audio muxed in) as MP4,
    GIF and a PNG still,
 5. print a one-screen summary.
 
 Everything lands in ``demo-output/`` (override with DEMO_OUT). Knobs (environment):
-DEMO_CHECKPOINT (default: the bundled ``models/dualtalk_cpu_demo.pt``; point it at your own
-training or a converted released checkpoint), DEMO_SECONDS (conversation length; 30, or 12
-when CI=true), DEMO_SEED. The caller (`make demo`) confines DDS to loopback on a private domain.
+DEMO_CHECKPOINT (default: the bundled live model ``models/dualtalk_live_demo.pt``; point it at
+``models/dualtalk_cpu_demo.pt``, your own training or a converted released checkpoint: a
+sliding-window model runs the sliding-window engine), DEMO_SECONDS (conversation length; 30, or
+12 when CI=true), DEMO_SEED, DEMO_FACE_STATS (the face scale of the conversation: by default the
+scale the model was trained on, :func:`face_scale_of`). The caller (`make demo`) confines DDS to loopback on a private domain.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DEMO_MODEL = ROOT / "models" / "dualtalk_cpu_demo.pt"
+DEMO_MODEL = ROOT / "models" / "dualtalk_live_demo.pt"
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -72,7 +75,25 @@ def headline(report: dict) -> dict:
             "hz": (report.get("rate") or {}).get("output_hz")}
 
 
-def replay_conversation(out: Path, checkpoint: Path, seconds: float, seed: int) -> tuple:
+def face_scale_of(checkpoint: Path) -> str:
+    """The face scale (``dualtalk data synth --face-stats``) the model was trained on, so the
+    demo conversation is on the scale the model knows: ``face_stats`` in the checkpoint's
+    provenance when the export recorded it (``scripts/train_demo_model.sh`` does); otherwise
+    ``legacy`` for a model that rescales the partner's face (``partner_motion_scale`` > 1 is
+    the legacy ~0.1 data's recipe, as in the bundled cpu demo model) and ``real`` for any
+    other (a converted released checkpoint learnt real EMOCA faces)."""
+    from dualtalk_core.model.checkpoint import read_payload
+
+    payload = read_payload(checkpoint)
+    recorded = ((payload.get("extra") or {}).get("provenance") or {}).get("face_stats")
+    if recorded:
+        return str(recorded)
+    scale = float((payload.get("config") or {}).get("partner_motion_scale", 1.0))
+    return "legacy" if scale > 1.0 else "real"
+
+
+def replay_conversation(out: Path, checkpoint: Path, seconds: float, seed: int,
+                        faces: str) -> tuple:
     """Steps 1 to 3: synthesise a conversation, bag it, replay it through the live graph.
 
     -> (report dict, agent side path stem, partner side path stem, conversation facts);
@@ -84,7 +105,7 @@ def replay_conversation(out: Path, checkpoint: Path, seconds: float, seed: int) 
     run(dualtalk, "data", "synth", "-o", data, "--pairs", "1", "--seed", seed,
         "--splits", "test=1", "--min-rounds", "4" if seconds >= 20 else "3", "--max-rounds", "6",
         "--min-seconds", seconds, "--max-seconds", seconds,
-        "--face-stats", "legacy", quiet=True)  # the scale the bundled demo model learnt
+        "--face-stats", faces, quiet=True)  # the scale the model learnt
     clip = sorted(p.name[: -len("_speaker1.wav")] for p in (data / "test").glob("*_speaker1.wav"))[0]
     agent, partner = data / "test" / f"{clip}_speaker1", data / "test" / f"{clip}_speaker2"
 
@@ -107,6 +128,14 @@ def replay_conversation(out: Path, checkpoint: Path, seconds: float, seed: int) 
 
 def fmt(value, spec: str = ".2f") -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def timing(stats: dict | None) -> str:
+    """``p50 / p95 / max ms (n)`` of a ``{p50, p95, max, n}`` report entry."""
+    if not stats or not stats.get("n"):
+        return "n/a" + (f" ({stats['reason']})" if stats and stats.get("reason") else "")
+    return (f"p50 {fmt(stats.get('p50'), '+.0f')} / p95 {fmt(stats.get('p95'), '+.0f')} / max "
+            f"{fmt(stats.get('max'), '+.0f')} ms (n {stats['n']})")
 
 
 def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: str,
@@ -135,6 +164,9 @@ def summary_text(out: Path, report: dict, facts: dict, checkpoint: Path, label: 
         f"{topics.AGENT_BLENDSHAPES} at {fmt(hz, '.1f')} Hz; input-to-frame latency p50 "
         f"{fmt(lat.get('p50'), '.0f')} ms, p95 {fmt(lat.get('p95'), '.0f')} ms; "
         f"node processing p50 {fmt(node.get('p50'), '.0f')} ms",
+        f"  lips on time  lip offset (head driver release - voice played) "
+        f"{timing(report.get('lip_offset_ms'))}; listening reaction (partner input -> first "
+        f"frame using it) {timing(report.get('listening_reaction_ms'))}",
         f"  quality       MSE exp/jaw/pose {metric('MSE', 'EXP')} / {metric('MSE', 'JAW')} / "
         f"{metric('MSE', 'POSE')}   FD-EXP {metric('FD', 'EXP')}   jaw vs own speech "
         f"r = {fmt(extras.get('jaw_speech_r'))}  (paper scale; vs this conversation's "
@@ -166,7 +198,8 @@ def main() -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    report, agent, partner, facts = replay_conversation(out, checkpoint, seconds, seed)
+    faces = os.environ.get("DEMO_FACE_STATS") or face_scale_of(checkpoint)
+    report, agent, partner, facts = replay_conversation(out, checkpoint, seconds, seed, faces)
     dualtalk = BIN / "dualtalk"
     if report.get("status") != "ok":
         print(f"\nDualTalk demo: FAILED (status: {report.get('status')}: "
@@ -174,15 +207,21 @@ def main() -> int:
         if not (out / "agent_motion.npy").exists():
             return 1
 
-    step("4. preview: partner | agent, drawn from the coefficients")
+    step("4. preview: partner | agent as the head driver released it")
+    # what a robot showed while its voice played (a late frame shows as the pose held before
+    # it); the raw early stream only when the release could not be timed
+    motion = out / "agent_motion_released.npy"
+    if not motion.exists():
+        print("  (release times not measured: the preview shows the raw stream)", flush=True)
+        motion = out / "agent_motion.npy"
     previews = [out / "preview.mp4", out / "preview.gif", out / "preview.png"]
     common = ["--partner", out / "partner_motion.npy", "--audio", f"{agent}.wav",
               "--partner-audio", f"{partner}.wav",  # muxed into the MP4; "speaking" bars
-              "--face-stats", "legacy"]             # the demo model's (and data's) scale
-    run(dualtalk, "render", out / "agent_motion.npy", *common, "-o", previews[0], quiet=True)
-    run(dualtalk, "render", out / "agent_motion.npy", *common, "--fps", "12.5",
+              "--face-stats", faces]                # the model's (and data's) scale
+    run(dualtalk, "render", motion, *common, "-o", previews[0], quiet=True)
+    run(dualtalk, "render", motion, *common, "--fps", "12.5",
         "--duration", min(seconds, 12.0), "-o", previews[1], quiet=True)
-    run(dualtalk, "render", out / "agent_motion.npy", *common, "--start", min(seconds / 2, 6.0),
+    run(dualtalk, "render", motion, *common, "--start", min(seconds / 2, 6.0),
         "-o", previews[2], quiet=True)
 
     from dualtalk_core.model.checkpoint import read_payload

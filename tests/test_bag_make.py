@@ -13,6 +13,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from bag_helpers import write_synthetic_clip
 from dualtalk_core import layout
 from dualtalk_ros import topics
+from dualtalk_ros.bag.bagio import qualified as q
 from dualtalk_ros.bag.make import (BagTopics, MakeOptions, find_clip_sources, make_bag,
                                    make_bags)
 
@@ -61,15 +62,16 @@ def test_make_synthetic_clip_roundtrip(tmp_path):
     assert made.has_ground_truth and made.warnings == []
 
     msgs, types = read_with_stored_definitions(tmp_path / "bag1")
-    assert types == {topics.PARTNER_AUDIO: "dualtalk_msgs/msg/AudioChunk",
-                     topics.AGENT_AUDIO: "dualtalk_msgs/msg/AudioChunk",
-                     topics.PARTNER_FACE: "dualtalk_msgs/msg/Blendshapes",
-                     topics.AGENT_BLENDSHAPES_GT: "dualtalk_msgs/msg/Blendshapes"}
+    # stored fully qualified, as rosbag2 does (issue 17)
+    assert types == {q(topics.PARTNER_AUDIO): "dualtalk_msgs/msg/AudioChunk",
+                     q(topics.AGENT_AUDIO): "dualtalk_msgs/msg/AudioChunk",
+                     q(topics.PARTNER_FACE): "dualtalk_msgs/msg/Blendshapes",
+                     q(topics.AGENT_BLENDSHAPES_GT): "dualtalk_msgs/msg/Blendshapes"}
     start = 1000 * NS + 250_000_000
     n, t = src["samples"], src["frames"]
     chunk = 320  # 20 ms at 16 kHz
     for topic, spk in ((topics.PARTNER_AUDIO, 2), (topics.AGENT_AUDIO, 1)):
-        got = msgs[topic]
+        got = msgs[q(topic)]
         assert len(got) == -(-n // chunk)
         firsts = [m.first_sample_index for _, m in got]
         assert firsts == list(range(0, n, chunk))
@@ -80,7 +82,7 @@ def test_make_synthetic_clip_roundtrip(tmp_path):
         audio = np.concatenate([m.data_float32 for _, m in got])
         np.testing.assert_array_equal(audio, src["audio"][spk])
     for topic, spk in ((topics.PARTNER_FACE, 2), (topics.AGENT_BLENDSHAPES_GT, 1)):
-        got = msgs[topic]
+        got = msgs[q(topic)]
         assert len(got) == t
         for k, (ts, m) in enumerate(got):
             assert ts == stamp(m) == start + k * NS // layout.FRAME_RATE
@@ -101,7 +103,8 @@ def test_make_options_storage_chunk_topics(tmp_path):
                                                         topics=names))
     assert list((tmp_path / "b").glob("*.db3"))
     msgs, _ = read_with_stored_definitions(tmp_path / "b")
-    assert set(msgs) == {"/robot/mic", topics.AGENT_AUDIO, topics.PARTNER_FACE, "gt/face"}
+    assert set(msgs) == {"/robot/mic", q(topics.AGENT_AUDIO), q(topics.PARTNER_FACE),
+                         "/gt/face"}
     assert [m.first_sample_index for _, m in msgs["/robot/mic"]] == list(range(0, 8000, 512))
     assert made.counts["/robot/mic"] == 16
     with pytest.raises(FileExistsError, match="already exists"):
@@ -115,10 +118,10 @@ def test_make_missing_partner_motion_and_audio(tmp_path):
     made, errors = make_bags(find_clip_sources(tmp_path / "data"), tmp_path / "bags")
     assert errors == []
     by = {m.source.speaker: m for m in made}
-    assert topics.PARTNER_FACE not in by[1].counts and by[1].has_ground_truth
+    assert q(topics.PARTNER_FACE) not in by[1].counts and by[1].has_ground_truth
     assert any("partner motion" in w for w in by[1].warnings)
-    assert topics.AGENT_BLENDSHAPES_GT not in by[2].counts and not by[2].has_ground_truth
-    assert by[2].counts["partner/face"] == 13
+    assert q(topics.AGENT_BLENDSHAPES_GT) not in by[2].counts and not by[2].has_ground_truth
+    assert by[2].counts["/partner/face"] == 13
     (tmp_path / "data" / "synth_clip_000_speaker2.wav").unlink()
     made, errors = make_bags(find_clip_sources(tmp_path / "data", ["synth_clip_000"]),
                              tmp_path / "bags2")
@@ -134,15 +137,17 @@ def test_make_shared_sample(tmp_path, sample_dir):
     made, errors = make_bags(find_clip_sources(sample_dir), tmp_path)
     assert errors == []
     s1, s2 = sorted(made, key=lambda m: m.source.speaker)
-    assert set(s1.counts) == {topics.PARTNER_AUDIO, topics.AGENT_AUDIO, topics.AGENT_BLENDSHAPES_GT}
-    assert set(s2.counts) == {topics.PARTNER_AUDIO, topics.AGENT_AUDIO, topics.PARTNER_FACE}
+    assert set(s1.counts) == {q(topics.PARTNER_AUDIO), q(topics.AGENT_AUDIO),
+                              q(topics.AGENT_BLENDSHAPES_GT)}
+    assert set(s2.counts) == {q(topics.PARTNER_AUDIO), q(topics.AGENT_AUDIO),
+                              q(topics.PARTNER_FACE)}
     with np.load(sample_dir / "xkHwlcDSOjc_sub_video_109_000_speaker1.npz") as npz:
         motion = layout.flame56_from_npz(npz)
     msgs, _ = read_with_stored_definitions(s1.path)
-    gt = np.stack([m.weights for _, m in msgs["agent/blendshapes_gt"]])
+    gt = np.stack([m.weights for _, m in msgs["/agent/blendshapes_gt"]])
     np.testing.assert_array_equal(gt, motion)
     import soundfile as sf
-    n_samples = sum(len(m.data_float32) for _, m in msgs["agent/audio"])
+    n_samples = sum(len(m.data_float32) for _, m in msgs["/agent/audio"])
     assert n_samples == sf.info(sample_dir / "xkHwlcDSOjc_sub_video_109_000_speaker1.wav").frames
 
 
@@ -154,5 +159,5 @@ def test_cli_make_and_info(tmp_path, capsys):
                  "-o", str(tmp_path / "bags"), "--chunk-ms", "40"]) == 0
     assert main(["bag", "info", str(tmp_path / "bags" / "synth_clip_000_speaker1")]) == 0
     out = capsys.readouterr().out
-    assert f'"{topics.PARTNER_AUDIO}"' in out and '"count": 13' in out
+    assert f'"{q(topics.PARTNER_AUDIO)}"' in out and '"count": 13' in out
     assert '"dualtalk.clip": "synth_clip_000"' in out

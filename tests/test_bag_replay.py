@@ -146,7 +146,7 @@ def test_replay_clear_errors(ros_context, bag, tmp_path):
 
     node = rclpy.create_node("bag_test_errors", context=ros_context)
     try:
-        with pytest.raises(ValueError, match=r"topic\(s\) \['nope'\] not in the bag"):
+        with pytest.raises(ValueError, match=r"topic\(s\) \['/nope'\] not in the bag"):
             BagReplayer(node, bag, ReplayOptions(topics=["nope"]))
         with pytest.raises(ValueError, match="old:=new"):
             parse_remaps([f"{topics.PARTNER_AUDIO}=x"])
@@ -192,6 +192,58 @@ def test_record_what_replay_publishes(bag, tmp_path):
     assert log.count(topics.PARTNER_AUDIO) == 50
     assert box["counts"] == {topics.PARTNER_AUDIO: 50}
     with Reader(bag) as a, Reader(tmp_path / "rec") as b:
-        src = [bytes(d) for c, _, d in a.messages() if c.topic == topics.PARTNER_AUDIO]
+        src = [bytes(d) for c, _, d in a.messages() if c.topic == "/" + topics.PARTNER_AUDIO]
         got = [bytes(d) for _, _, d in b.messages()]
     assert got == src
+
+
+def _relative_copy(bag, out):
+    """``bag`` rewritten the way bags were stored before issue 17: relative topic names."""
+    from rosbags.rosbag2 import Reader, Writer
+
+    from dualtalk_ros.bag.typestore import typestore
+
+    with Reader(bag) as r, Writer(out, version=9) as w:
+        conns = {c.id: w.add_connection(c.topic.lstrip("/"), c.msgtype, typestore=typestore())
+                 for c in r.connections}
+        for c, t, d in r.messages():
+            w.write(conns[c.id], t, bytes(d))
+    return out
+
+
+def test_old_bag_with_relative_names_is_read_and_replayed(ros_context, bag, tmp_path):
+    """Readers normalise names in one place (bagio): an old bag reads and replays as a new one."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from dualtalk_msgs.msg import AudioChunk
+    from rosbags.rosbag2 import Reader
+
+    from dualtalk_ros.bag import bagio
+    from dualtalk_ros.bag.inputs import read_input_bag
+
+    old = _relative_copy(bag, tmp_path / "old")
+    with Reader(old) as r:
+        assert topics.PARTNER_AUDIO in {c.topic for c in r.connections}     # really relative
+    new_in, old_in = read_input_bag(bag), read_input_bag(old)
+    assert old_in.errors == [] and set(old_in.topics) == set(new_in.topics)
+    assert "/" + topics.PARTNER_AUDIO in old_in.topics
+    assert old_in.partner_audio_samples == new_in.partner_audio_samples == 16000
+    np.testing.assert_array_equal(old_in.gt, new_in.gt)
+    sub_node = rclpy.create_node("bag_test_listener_old", context=ros_context)
+    pub_node = rclpy.create_node("bag_test_replay_old", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(sub_node)
+    try:
+        listener = Listener(sub_node, {topics.PARTNER_AUDIO: AudioChunk})
+        replayer = BagReplayer(pub_node, old, ReplayOptions(
+            rate=0.0, topics=[topics.PARTNER_AUDIO], wait_for_subscribers_s=10.0,
+            start_delay_s=0.3))
+        log = spin_while(ex, replayer.run, lambda: len(listener.got[topics.PARTNER_AUDIO]) >= 50)
+        replayer.destroy()
+    finally:
+        ex.shutdown()
+        sub_node.destroy_node()
+        pub_node.destroy_node()
+    assert len(listener.got[topics.PARTNER_AUDIO]) == 50
+    assert list(log.stamps) == [bagio.qualified(topics.PARTNER_AUDIO)]
+    assert log.count(topics.PARTNER_AUDIO) == 50         # either spelling finds it

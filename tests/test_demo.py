@@ -19,7 +19,9 @@ import torch
 from dualtalk_core import layout
 from dualtalk_ros import topics
 
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "models" / "dualtalk_cpu_demo.pt"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+DEMO_MODEL = MODELS / "dualtalk_live_demo.pt"     # what `make demo` runs
+RECIPES = {"dualtalk_live_demo.pt": "train_live.yaml", "dualtalk_cpu_demo.pt": "train_cpu.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +34,22 @@ def demo_run(repo_root, tmp_path_factory):
     return out, proc.stdout
 
 
-def test_bundled_demo_model_is_small_and_labelled():
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_bundled_demo_models_are_small_and_labelled(name):
     from dualtalk_core.model.checkpoint import load_checkpoint
 
-    assert DEMO_MODEL.stat().st_size < 8e6, "the demo model must stay a few MB"
-    model, payload = load_checkpoint(DEMO_MODEL)
+    path = MODELS / name
+    assert path.stat().st_size < 8e6, "a demo model must stay a few MB"
+    model, payload = load_checkpoint(path)
     assert model.config.d_model == 128 and payload["extra"]["label"].startswith("DEMO MODEL")
     assert "reproduce" in payload["extra"]["provenance"]
     assert payload["extra"]["storage_dtype"] == "float16"
     assert all(p.dtype == torch.float32 for p in model.parameters())  # runs in float32
-    # it is what `make demo-model` makes: the cpu preset with config/train_cpu.yaml's overrides
+    # it is what `make demo-model` / `make live-demo-model` makes: the preset with its recipe's
+    # overrides (config/train_cpu.yaml, config/train_live.yaml)
     from dualtalk_core.training.config import TrainConfig
 
-    recipe = TrainConfig.from_yaml(DEMO_MODEL.parents[1] / "config" / "train_cpu.yaml")
+    recipe = TrainConfig.from_yaml(MODELS.parent / "config" / RECIPES[name])
     assert model.config == recipe.model_config()
 
 
@@ -52,7 +57,7 @@ def test_demo_writes_every_output(demo_run):
     out, stdout = demo_run
     for name in ("output_bag", "input_bag", "report.md", "report.json", "report.png",
                  "preview.mp4", "preview.gif", "preview.png", "summary.txt",
-                 "agent_motion.npy", "partner_motion.npy"):
+                 "agent_motion.npy", "agent_motion_released.npy", "partner_motion.npy"):
         path = out / name
         assert path.exists(), f"{name} missing from {sorted(p.name for p in out.iterdir())}"
         assert path.is_dir() or path.stat().st_size > 0, f"{name} is empty"
@@ -61,6 +66,13 @@ def test_demo_writes_every_output(demo_run):
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "ok", report.get("errors")
     assert report["metrics"]["scaled"]["MSE"]["EXP"] > 0
+    # the live model by default, and the summary says where a person would notice the timing
+    assert DEMO_MODEL.name in summary
+    for key in ("lip_offset_ms", "listening_reaction_ms"):
+        assert report[key]["n"] > 0 and report[key]["p95"] is not None, report[key]
+    assert "lip offset" in summary and "listening reaction" in summary and "n/a" not in summary
+    released = np.load(out / "agent_motion_released.npy")
+    assert released.shape == np.load(out / "agent_motion.npy").shape
 
 
 def test_output_bag_holds_agent_frames_at_25_hz_for_the_whole_conversation(demo_run):
@@ -80,7 +92,11 @@ def test_output_bag_holds_agent_frames_at_25_hz_for_the_whole_conversation(demo_
     stamps = np.sort(np.asarray(stamps, np.int64))
     expected = report["frames"]["expected"]
     assert abs(expected - duration_s * layout.FRAME_RATE) <= 1
-    assert len(stamps) == expected, f"{len(stamps)} frames recorded, {expected} expected"
+    frames = report["frames"]
+    # every frame of the conversation exactly once; a live model may add the few frames of the
+    # agent's speech that runs past the partner's audio (its self lookahead: at most 4)
+    assert frames["unique"] == expected and frames["duplicates"] == 0, frames
+    assert frames["outside_range"] <= 4 and len(stamps) == expected + frames["outside_range"]
     steps = np.diff(stamps) / 1e6
     assert np.allclose(steps, 1000 / layout.FRAME_RATE, atol=1.0), "frame stamps not 40 ms apart"
     span_s = (stamps[-1] - stamps[0]) / 1e9

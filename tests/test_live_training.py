@@ -55,7 +55,7 @@ def test_lookahead_frames_of_presets():
 def test_live_recipe_trains_and_sets_feature_statistics(tmp_path, repo_root):
     data = tmp_path / "data"
     make_synth(data, pairs=3, seed=4, splits="train=0.67,test=0.33", max_seconds=7,
-               max_rounds=1, face_stats="legacy")
+               max_rounds=1)   # the real face scale, as the recipe
     cfg = TrainConfig.from_yaml(repo_root / "config" / "train_live.yaml")
     small = cfg.to_dict() | {"window": 50, "stride": 25, "context_frames": 25, "batch_size": 4,
                              "max_steps": 3, "val_split": "test", "progress": False}

@@ -166,12 +166,14 @@ def _bag(tmp_path, seconds: float):
 
 def _frames_on_disk(mcap) -> int:
     """agent/blendshapes messages already readable from a recording still being written."""
+    from dualtalk_ros.bag.bagio import qualified
     from dualtalk_ros.bag.salvage import salvage_mcap
 
     if not mcap.exists() or mcap.stat().st_size == 0:
         return 0
     sal = salvage_mcap(mcap)
-    ids = {cid for cid, (topic, _) in sal.channels.items() if topic == topics.AGENT_BLENDSHAPES}
+    ids = {cid for cid, (topic, _) in sal.channels.items()
+           if qualified(topic) == qualified(topics.AGENT_BLENDSHAPES)}
     return sum(1 for cid, _, _ in sal.messages if cid in ids)
 
 
@@ -185,7 +187,7 @@ def _start_evaluate(bag, out, checkpoint):
 def _graph_root(evaluate: subprocess.Popen) -> int | None:
     """pid of the bring-up process started by ``bag evaluate`` once its nodes are up."""
     for pid in descendants(evaluate.pid):
-        if set(node_pids(pid)) == GRAPH:
+        if set(node_pids(pid)) == GRAPH | {"voice_player"}:    # evaluate plays the voice
             return pid
     return None
 

@@ -134,6 +134,12 @@ def test_real_clip_gives_25fps_frames_on_media_time(ros_context, tiny_checkpoint
     assert seq.num_frames == node.config.hop_frames and seq.frame_rate == 25.0
     np.testing.assert_array_equal(np.asarray(seq.weights).reshape(seq.num_frames, 56)[0],
                                   np.asarray(msgs[0].weights))
+    # each hop says how far the partner input it was computed from reaches (issue 17: the
+    # listening reaction): a sliding window's end, i.e. its last frame + the lookahead
+    for s in seqs.msgs[:-1]:            # (the last, flushed hop used all there was)
+        last_frame_end = stamp_to_ns(s.header.stamp) + s.num_frames * 40_000_000
+        assert stamp_to_ns(s.partner_input_end) == last_frame_end + round(
+            node.config.lookahead_s * NS) - 40_000_000
     # diagnostics carry the real-time factor and latency; nothing was invalid
     mine = [s for d in diags.msgs for s in d.status if s.name.startswith("dualtalk_node")]
     assert mine, "no /diagnostics from dualtalk_node"

@@ -98,3 +98,74 @@ def test_frames_published_early_leave_at_their_stamps(ros_context):
     assert counters["late_frames"] == 3
     assert counters["stamp_too_far_ahead"] == 1 and counters["dropped"] == 1
     assert counters["joint_states"] == n_early + 3      # the far-future frame never moved it
+
+
+def test_agent_speech_too_late_is_counted_in_frames_on_diagnostics(ros_context, tmp_path, capfd):
+    """TTS contract (deliverable 3): agent speech published after the frames that needed it
+    were computed still goes in, and those frames are counted as ``agent_audio_late_frames``
+    on ``/diagnostics`` (and logged); speech published ahead costs nothing."""
+    import torch
+    from diagnostic_msgs.msg import DiagnosticArray
+    from dualtalk_msgs.msg import AudioChunk
+
+    from dualtalk_core.model.checkpoint import save_checkpoint
+    from dualtalk_core.model.config import get_preset
+    from dualtalk_core.model.dualtalk import DualTalk
+    from dualtalk_ros.conversions import numpy_to_audio_chunk
+    from dualtalk_ros.dualtalk_node import DualTalkNode
+    from dualtalk_ros.qos import sensor_qos
+    from ros_helpers import Collector
+
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        model = DualTalk(get_preset("live")).eval()
+    ck = save_checkpoint(tmp_path / "live.pt", model, preset="live")
+    node = DualTalkNode(context=ros_context, parameter_overrides=to_parameters({
+        "checkpoint": str(ck), "end_of_stream_s": 0.0, "torch_threads": 1,
+        "diagnostics_period_s": 0.2}))
+    probe = Node("late_probe", context=ros_context)
+    partner = probe.create_publisher(AudioChunk, topics.PARTNER_AUDIO, sensor_qos(200))
+    agent = probe.create_publisher(AudioChunk, topics.AGENT_AUDIO, sensor_qos(200))
+    diag = Collector(probe, DiagnosticArray, topics.DIAGNOSTICS, reliable_qos(10))
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(probe)
+    rng = np.random.default_rng(0)
+    speech = lambda n: (0.3 * rng.standard_normal(n)).astype(np.float32)   # noqa: E731
+    t0 = time.time_ns()
+
+    def send(pub, first, x):
+        pub.publish(numpy_to_audio_chunk(x, 16000, first, stamp=ns_to_stamp(
+            t0 + first * 1_000_000_000 // 16000), encoding="float32"))
+
+    def late_frames() -> int | None:
+        for arr in reversed(diag.msgs):
+            for st in arr.status:
+                if st.name.startswith("dualtalk_node"):
+                    got = {kv.key: kv.value for kv in st.values}.get("agent_audio_late_frames")
+                    return None if got is None else int(got)
+        return None
+
+    try:
+        assert spin_until(ex, lambda: partner.get_subscription_count() > 0
+                          and agent.get_subscription_count() > 0, 10.0)
+        send(agent, 28800, speech(3200))                       # 1.8-2.0 s: well ahead
+        for first in range(0, 16000, 320):                     # the first second of partner
+            send(partner, first, np.zeros(320, np.float32))
+        assert spin_until(ex, lambda: node.counters["frames_published"] >= 10, 20.0)
+        send(agent, 3200, speech(3200))                        # 0.2-0.4 s: already fed
+        assert spin_until(ex, lambda: late_frames() is not None and late_frames() > 0, 10.0)
+        for first in range(16000, 32000, 320):
+            send(partner, first, np.zeros(320, np.float32))
+        spin_for(ex, 1.0)
+        got, values = late_frames(), node.diagnostics_values()
+    finally:
+        ex.shutdown()
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()
+    # frames k whose own 40 ms or self lookahead (ls frames) lay in [3200, 6400): k = 5-ls .. 9
+    ls = node.engine.ls
+    assert got == 10 - max(5 - ls, 0) == values["agent_audio_late_frames"], (got, values)
+    assert values["engine_agent_late_chunks"] == 1      # the chunk count is kept beside it
+    assert "agent_audio_late_frames" in capfd.readouterr().err

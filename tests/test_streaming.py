@@ -328,6 +328,9 @@ def test_late_agent_audio_is_accepted_and_counted(model, signals):
     engine.pull()
     assert engine.push_agent_audio(np.full(3200, 0.1, np.float32), 16000)   # already used
     assert engine.counters["agent_late_chunks"] == 1
+    # frames 25..29 (its own 40 ms) and the lookahead frames before them had been computed
+    la = engine.config.lookahead_frames
+    assert engine.counters["agent_audio_late_frames"] == 5 + la
 
 
 def test_agent_audio_before_partner_starts_is_kept(model, signals, reference):

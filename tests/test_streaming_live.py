@@ -187,6 +187,11 @@ def test_late_agent_audio_is_counted_and_the_rest_used(live):
     assert runner.push_agent_audio(agent[:16000], 0) is True                   # partly late
     assert runner.counters["agent_late_chunks"] == 2
     assert runner.counters["agent_chunks"] == 1
+    # the frames that went without that speech: every frame whose own 40 ms or self lookahead
+    # lay in the range already taken as silence (frames 0..18), each counted once
+    assert runner.counters["agent_audio_late_frames"] == 19
+    runner.push_agent_audio(np.zeros(3200, np.float32), 3200)    # a barge-in's silence: free
+    assert runner.counters["agent_audio_late_frames"] == 19
 
 
 def test_gap_resync_and_far_jump_keep_buffers_bounded(live):

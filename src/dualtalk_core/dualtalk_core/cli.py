@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "dualtalk_core.commands.infer",            # offline inference on whole clips
     "dualtalk_core.commands.data",             # data check / data synth
     "dualtalk_core.commands.train",            # training (single process or torchrun)
+    "dualtalk_core.commands.distill",          # train a student on a teacher's outputs
     "dualtalk_core.commands.evaluate",         # paper metrics + baselines
     "dualtalk_core.commands.plot",             # EXP/JAW/POSE curves with turns shaded
     "dualtalk_core.commands.export",           # weights-only (optionally fp16) checkpoint copy

@@ -3,7 +3,9 @@
 Subscribes ``partner/audio`` and ``agent/audio`` (``AudioChunk``) and ``partner/face``
 (``Blendshapes``, flame56 or any rig ``partner_face_map_file`` maps to it); publishes the agent's
 face at 25 fps on ``agent/blendshapes`` (flame56, with names), one ``agent/blendshape_sequence``
-per computed hop, ``conversation_state`` per frame and counters/timings on ``/diagnostics``
+per computed hop (with ``partner_input_end``: how far the partner audio it was computed from
+reaches, for the listening reaction latency), ``conversation_state`` per frame and
+counters/timings on ``/diagnostics``
 (names from :mod:`.topics`; rename them by remapping, e.g. ``-r agent/blendshapes:=face``).
 
 Everything that is not ROS - clock origin, conversation end and restart, hops, release times,
@@ -192,9 +194,12 @@ class DualTalkNode(Node):
 
     def _publish(self, hop) -> None:
         fid = self.settings.frame_id
-        self.pub_seq.publish(numpy_to_blendshape_sequence(
+        seq = numpy_to_blendshape_sequence(
             hop.weights, rig=FLAME56, names=FLAME56_NAMES, stamp=ns_to_stamp(hop.stamps_ns[0]),
-            frame_id=fid))
+            frame_id=fid)
+        if hop.input_end_ns is not None and hop.input_end_ns >= 0:
+            seq.partner_input_end = ns_to_stamp(hop.input_end_ns)
+        self.pub_seq.publish(seq)
         for i in range(len(hop.frames)):
             if hop.release_ns is None or self._pacer is None:
                 self._publish_frame(hop, i)

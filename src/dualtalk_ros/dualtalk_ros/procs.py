@@ -80,3 +80,37 @@ def stop(proc: subprocess.Popen, timeout_s: float = 10.0, group: bool = False) -
         except (ProcessLookupError, PermissionError):
             pass
     return proc.poll()
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and all its descendants, from
+    ``/proc`` (0.0 where it cannot be read, e.g. not Linux).
+
+    Why the whole tree: the graph runs one process per node under the bring-up, and its CPU
+    share is what they use together. Children that already exited and were reaped count
+    through their parent's ``cutime``/``cstime``, so a respawned node is not lost; take the
+    difference of two calls for a time window.
+    """
+    stats: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return 0.0
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue            # gone meanwhile, or not ours to read
+        stats[int(entry)] = (int(fields[1]), sum(int(v) for v in fields[11:15]) / tick)
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(child)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += stats[p][1]
+            todo += children.get(p, [])
+    return total

@@ -5,7 +5,9 @@ namespace applies); to rename one, use ROS remapping, not a parameter:
 ``ros2 run dualtalk_ros head_driver --ros-args -r agent/joint_states:=/arm/cmd``, a launch
 ``Node(remappings=[...])``, or ``dualtalk-ros bringup ... --remap NODE:FROM:=TO``. Bag tools,
 the demo and the tests read them from here too, so a renamed default is renamed everywhere.
-Bags store these same relative names (``partner/audio``), so a bag replays onto the graph as is.
+Bags store them fully qualified (``/partner/audio``, as rosbag2 does; the bag tools accept
+older bags with the relative spelling too, :mod:`dualtalk_ros.bag.bagio`), so a bag replays
+onto the graph as is.
 
 Why no ``*_topic`` parameters: remapping is the ROS way (it works for every node without code,
 shows in ``ros2 node info``, and applies to services too), and one name per topic here means the

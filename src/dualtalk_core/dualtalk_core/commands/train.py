@@ -47,11 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / (Path(args.config).stem if args.config else "train"))
     result = train(cfg, args.data, out, resume=args.resume)
     if result.history is not None and (int(__import__("os").environ.get("RANK", "0")) == 0):
-        best = "n/a" if result.best_val is None else f"{result.best_val:.5f}"
-        last = "n/a" if result.last_val is None else f"{result.last_val:.5f}"
-        print(f"trained {result.steps} steps ({result.epochs_done} epochs, stopped by "
-              f"{result.stopped_by}); validation loss last {last}, best {best}; "
-              f"checkpoints in {result.out_dir}")
+        print(result.describe())
     return 0
 
 

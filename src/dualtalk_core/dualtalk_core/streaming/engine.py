@@ -26,7 +26,8 @@ is already in the buffer when a window is computed is used, both for the frames 
 as lookahead, so lips are ready when the sound plays.  Ranges never pushed are silence (the agent
 is listening).  Audio may be pushed up to ``max_ahead_s`` ahead of the partner clock; audio for a
 range that a hop has already used ("late") is still accepted and improves later windows, but frames
-already emitted are not revised (counter ``agent_late_chunks``).  Re-sending an identical range is
+already emitted are not revised (counters ``agent_late_chunks``, and ``agent_audio_late_frames``
+for the frames computed without that speech).  Re-sending an identical range is
 dropped as a duplicate; a barge-in that replaces queued speech may overwrite a range that is not
 fully written yet.  To cancel queued speech, overwrite it with zeros.
 Frames for media time ``t`` come out when the partner clock reaches ``t + L`` (plus up to one hop),
@@ -62,24 +63,22 @@ mean/variance of the last ``norm_context_s`` seconds it has produced up to the w
 """
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from typing import Callable
 
 import numpy as np
 
 from dualtalk_core.devices import to_device
 from dualtalk_core.layout import DIM, FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
-from dualtalk_core.streaming.buffers import AudioTimeline, BacklogOverflow, BlockStats, MotionTrack
-from dualtalk_core.streaming.checks import check_audio, check_face
+from dualtalk_core.streaming.buffers import BlockStats, MotionTrack
 from dualtalk_core.streaming.config import StreamingConfig
-from dualtalk_core.streaming.frames import COUNTER_NAMES, FrameBatch, OutputFrame
+from dualtalk_core.streaming.frames import FrameBatch, OutputFrame, late_agent_frames
 from dualtalk_core.streaming.hops import HopJob, crossfade, is_quantized, normalise
-from dualtalk_core.vad import EnergyVad, frame_levels_db
+from dualtalk_core.streaming.runner_inputs import RunnerInputs
+from dualtalk_core.vad import frame_levels_db
 
 
-class StreamingEngine:
+class StreamingEngine(RunnerInputs):
     """Sliding-window streaming inference around a DualTalk-like model.
 
     ``model`` is anything callable as ``model(self_audio [1,n], partner_audio [1,n],
@@ -87,18 +86,15 @@ class StreamingEngine:
     :class:`dualtalk_core.model.dualtalk.DualTalk`, possibly quantised).  Push methods may be
     called from one thread while another calls :meth:`pull_batches`; the model runs outside the
     buffer lock, so pushes never wait for a hop.  Pulling raises only if the model itself fails.
+    The pushes, clock and faults are :class:`~dualtalk_core.streaming.runner_inputs.RunnerInputs`.
     """
 
     kind = "window"
+    _face_track = MotionTrack    # interpolates between face frames (a window may revise them)
 
     def __init__(self, model: Callable, config: StreamingConfig | None = None,
                  device: str = "cpu") -> None:
-        import torch
-
-        from dualtalk_core.devices import resolve_device
-
-        self._torch = torch
-        self.device = resolve_device(device, "streaming device")
+        super().__init__(device)
         self.model = model
         if hasattr(model, "eval"):
             model.eval()
@@ -106,42 +102,16 @@ class StreamingEngine:
             model.to(self.device)
         self.config = config if config is not None else StreamingConfig()
         self.config.validate()
-        self._lock = threading.RLock()          # guards the buffers and counters
-        self._pull_lock = threading.Lock()      # one puller at a time (hops are sequential)
-        self._generation = 0
-        self.last_rejection: str = ""
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
-    def reset(self) -> None:
-        """Forget everything and start a new conversation (counters and timings too)."""
-        c = self.config
-        with self._lock:
-            self._generation += 1
-            self.counters: dict[str, int] = {name: 0 for name in COUNTER_NAMES}
-            self._hop_ms: deque[float] = deque(maxlen=4096)
-            self._compute_s = 0.0
-            self._motion = MotionTrack(c.face_tolerance_s)
-            self._agent = AudioTimeline(0, c.max_backlog_samples)
-            self._agent_empty = True
-            self._clear_stream(None)
-
     def _clear_stream(self, origin_frame: int | None) -> None:
-        """Per-stream state; ``origin_frame`` None = waiting for the first partner chunk."""
-        c = self.config
-        ctx = int(round(c.norm_context_s * SAMPLE_RATE))
-        base = 0 if origin_frame is None else origin_frame * SAMPLES_PER_FRAME
-        self._origin = origin_frame
-        self._partner = AudioTimeline(base, c.max_backlog_samples)
-        self._partner_end: int | None = None if origin_frame is None else base
-        self._recent_starts: deque[int] = deque(maxlen=256)
-        self._next_emit = origin_frame or 0
+        """Per-stream state, with the window's running statistics and pending hop."""
+        super()._clear_stream(origin_frame)
+        ctx = int(round(self.config.norm_context_s * SAMPLE_RATE))
         self._stats_end = self._partner_end or 0
         self._pstats, self._astats = BlockStats(ctx), BlockStats(ctx)
         self._pending: tuple[int, np.ndarray] | None = None
-        self._ready: list[FrameBatch] = []
-        self._vad_p, self._vad_a = EnergyVad(c.vad), EnergyVad(c.vad)
-        self._flushed = False
 
     def warm_up(self) -> float:
         """One forward pass over a window of silence (the size of a real hop); returns ms.
@@ -155,166 +125,40 @@ class StreamingEngine:
                    np.zeros(0), np.zeros(0), False)
         return self._run_model(job)[1]
 
-    # ------------------------------------------------------------------ push
-    def _reject(self, counter: str, message: str) -> bool:
-        self.counters[counter] += 1
-        self.last_rejection = message
-        return False
+    # ------------------------------------------------------------------ push (window parts)
+    def _accept_agent(self, x: np.ndarray, first: int) -> bool:
+        """Audio for a range a hop already used (before ``_stats_end``) is kept for later
+        windows and counted late (``agent_late_chunks``, ``agent_audio_late_frames``)."""
+        refused = self._agent_refusal(first, int(x.shape[0]))
+        if refused:
+            return self._reject(*refused)
+        if not self._store_agent(x, first):
+            return False
+        if self._partner_end is not None and first < self._stats_end:
+            self.counters["agent_late_chunks"] += 1
+            self._count_late_frames(x[:self._stats_end - first], first)
+        return True
 
-    def push_partner_audio(self, samples: np.ndarray, first_sample_index: int) -> bool:
-        """Partner (microphone) audio; the partner stream drives the clock.  Returns accepted."""
-        with self._lock:
-            x, counter, msg = check_audio("partner", samples, first_sample_index,
-                                          self._max_chunk)
-            if x is None:
-                return self._reject(counter, msg)
-            first, n = int(first_sample_index), int(x.shape[0])
-            if self._partner_end is None:
-                self._start_stream(first)
-            end = self._partner_end
-            if first + n <= end:
-                if first in self._recent_starts:
-                    return self._reject("duplicates", f"partner audio: duplicate chunk at sample {first}")
-                return self._reject("dropped_out_of_order", (
-                    f"partner audio: chunk [{first}, {first + n}) is older than the stream end {end}"))
-            if first < end:
-                self.counters["overlap_trimmed_samples"] += end - first
-                x, first = x[end - first:], end
-            self._place_partner(first, x)
-            self._recent_starts.append(int(first_sample_index))
-            self.counters["partner_chunks"] += 1
-            return True
+    def _count_late_frames(self, late: np.ndarray, first: int) -> None:
+        """``agent_audio_late_frames``: emitted (or in-flight) frames whose window lacked the
+        speech ``late`` at ``first`` (:func:`~dualtalk_core.streaming.frames.late_agent_frames`);
+        later windows use it, so frames not yet computed are not counted."""
+        la = self.config.lookahead_frames
+        n, self._late_counted = late_agent_frames(
+            late, first, la, self._late_counted, self._stats_end // SAMPLES_PER_FRAME - la + 1)
+        self.counters["agent_audio_late_frames"] += n
 
-    @property
-    def _max_chunk(self) -> int:
-        """Longest chunk accepted: it must fit in a freshly re-synchronised buffer."""
-        return self.config.max_backlog_samples - SAMPLES_PER_FRAME
-
-    def _place_partner(self, first: int, x: np.ndarray) -> None:
-        """Write a chunk that starts at or after the stream end: zero-fill a short gap,
-        re-synchronise after a long one or when the buffer bound would be exceeded."""
-        end, stop = self._partner_end, first + x.shape[0]
-        if first > end and first - end > self.config.max_gap_s * SAMPLE_RATE:
-            self._resync(first, "resyncs", f"gap > max_gap_s before sample {first}")
-        elif not self._partner.fits(stop):
-            at = first if first > end else end
-            self._resync(at, "backlog_resyncs", f"sample {stop} lies beyond max_backlog_s="
-                         f"{self.config.max_backlog_s:g} of buffered audio")
-        elif first > end:
-            self.counters["gaps"] += 1
-            self.counters["gaps_zero_filled_samples"] += first - end
-            self._partner.write(end, np.zeros(first - end, np.float32))
-        self._partner.write(first, x)
-        self._partner_end = stop
-
-    def push_agent_audio(self, samples: np.ndarray, first_sample_index: int) -> bool:
-        """The agent's own speech at its PLAYBACK sample index; may come ahead (TTS lookahead)."""
-        with self._lock:
-            x, counter, msg = check_audio("agent", samples, first_sample_index, self._max_chunk)
-            if x is None:
-                return self._reject(counter, msg)
-            first, n = int(first_sample_index), int(x.shape[0])
-            refused = self._agent_refusal(first, n)
-            if refused:
-                return self._reject(*refused)
-            if self._agent.written_count(first, first + n) == n:
-                return self._reject("duplicates", f"agent audio: range [{first}, {first + n}) already received")
-            if not self._agent.fits(first + n) and self._partner_end is not None:
-                self._resync(self._partner_end, "backlog_resyncs", (
-                    f"agent sample {first + n} lies beyond max_backlog_s="
-                    f"{self.config.max_backlog_s:g} of buffered audio"))
-            if not self._agent.fits(first + n):
-                return self._reject("rejected_too_far_ahead", (
-                    f"agent audio: chunk at sample {first} lies beyond max_backlog_s of buffer"))
-            if self._partner_end is not None and first < self._stats_end:
-                self.counters["agent_late_chunks"] += 1
-            self._agent.write(first, x)
-            self._agent_empty = False
-            self.counters["agent_chunks"] += 1
-            return True
-
-    def _agent_refusal(self, first: int, n: int) -> tuple[str, str] | None:
-        """(counter, message) when an agent chunk cannot be placed; anchors the agent buffer
-        when nothing else has (no partner audio yet)."""
-        limit = self.config.max_ahead_s * SAMPLE_RATE
-        clock = self._partner_end
-        if clock is None and not self._agent_empty:
-            clock = self._agent.start
-        if clock is not None and first > clock + limit:
-            return "rejected_too_far_ahead", (
-                f"agent audio: chunk at sample {first} is more than max_ahead_s="
-                f"{self.config.max_ahead_s} ahead of the clock (sample {clock})")
-        if self._partner_end is None:         # nothing to anchor to yet
-            if self._agent_empty:
-                self._agent.reset(first)
-            elif first < self._agent.start:
-                if self._agent.end - first > limit:
-                    return "rejected_too_far_ahead", (
-                        f"agent audio: chunk at sample {first} would span more than "
-                        f"max_ahead_s={self.config.max_ahead_s} of buffered audio")
-                self._agent.extend_start(first)
+    def _old_agent(self, first: int, n: int) -> tuple[str, str] | None:
         if first + n <= self._agent.start:
             return "dropped_out_of_order", (
                 f"agent audio: chunk [{first}, {first + n}) is older than the kept buffer "
                 f"(from sample {self._agent.start})")
         return None
 
-    def push_partner_motion(self, frame: np.ndarray, media_time_s: float) -> bool:
-        """One tracked partner face frame (56 FLAME coefficients) at its media time."""
-        with self._lock:
-            got, counter, msg = check_face(frame, media_time_s)
-            if got is None:
-                return self._reject(counter, msg)
-            v, t = got
-            last = self._motion.last_time
-            if last is not None and t == last:
-                return self._reject("duplicates", f"partner motion: duplicate stamp {t:.3f} s")
-            if last is not None and t < last:
-                return self._reject("dropped_out_of_order", (
-                    f"partner motion: stamp {t:.3f} s is older than the newest {last:.3f} s"))
-            if self._partner_end is not None and t > self._partner_end / SAMPLE_RATE + self.config.max_ahead_s:
-                return self._reject("rejected_too_far_ahead", (
-                    f"partner motion: stamp {t:.3f} s is more than max_ahead_s ahead of the clock"))
-            self._motion.add(t, v)
-            self.counters["partner_motion_frames"] += 1
-            return True
-
-    # ------------------------------------------------------------------ stream start / resync
-    def _start_stream(self, first: int) -> None:
-        origin = first // SAMPLES_PER_FRAME
-        self._clear_stream(origin)
-        base = origin * SAMPLES_PER_FRAME
-        if first > base:   # part of the first frame before the first sample: silence, not a gap
-            self._partner.write(base, np.zeros(first - base, np.float32))
-            self._partner_end = first
-        self._rebase_agent(base)
-
-    def _rebase_agent(self, base: int) -> None:
-        """Keep agent audio from ``base`` on (TTS pushed ahead); drop what lies before it or
-        what would not fit the buffer bound."""
-        if self._agent_empty:
-            self._agent.reset(base)
-            return
-        self._agent.trim_before(base)
-        try:
-            self._agent.extend_start(base)
-        except BacklogOverflow:
-            self._agent.reset(base)
-            self._agent_empty = True
-
     def _resync(self, first: int, counter: str, why: str) -> None:
-        """Restart the streams at sample ``first`` (both buffers rebased there); frames already
-        computed are kept, the in-flight hop is discarded."""
-        old_next, ready = self._next_emit, self._ready
-        self._generation += 1
-        self._start_stream(first)
-        self._motion.trim_before(self._origin / FRAME_RATE)
-        self._ready = ready
-        self.counters[counter] += 1
-        if counter != "resyncs":
-            self.counters["resyncs"] += 1
-        self.counters["frames_skipped"] += max(0, self._next_emit - old_next)
-        self.last_rejection = f"partner audio: {why}; re-synchronised"
+        """Restart the streams at sample ``first``; face frames before it are dropped too."""
+        super()._resync(first, counter, why)
+        self._faces.trim_before(self._origin / FRAME_RATE)
 
     # ------------------------------------------------------------------ hops
     def _window_end(self, final: bool) -> tuple[int, int] | None:
@@ -352,7 +196,7 @@ class StreamingEngine:
             self._pstats.add(b, self._partner.read(self._stats_end, b))
             self._astats.add(b, self._agent.read(self._stats_end, b))
             self._stats_end = b
-        motion, filled = self._motion.frames(win_start, win_end - win_start)
+        motion, filled = self._faces.frames(win_start, win_end - win_start)
         ea, eb = self._next_emit * SAMPLES_PER_FRAME, emit_end * SAMPLES_PER_FRAME
         return HopJob(self._generation, win_start, win_end, self._next_emit, emit_end,
                     normalise(partner, c.norm_mode, self._pstats), normalise(agent, c.norm_mode, self._astats),
@@ -377,14 +221,9 @@ class StreamingEngine:
         frames = []
         for i in range(job.emit_end - job.emit_start):
             k = job.emit_start + i
-            p_score, p_speak = self._vad_p.update(float(job.partner_db[i]))
-            a_score, a_speak = self._vad_a.update(float(job.agent_db[i]))
-            filled = bool(job.filled[k - job.win_start])
-            self.counters["partner_face_filled_frames"] += int(filled)
-            frames.append(OutputFrame(
-                index=k, media_time_s=k * SAMPLES_PER_FRAME / SAMPLE_RATE,
-                weights=out[i].astype(np.float32), partner_vad=p_score, agent_vad=a_score,
-                partner_speaking=p_speak, agent_speaking=a_speak, partner_face_filled=filled))
+            frames.append(self._output_frame(k, out[i], float(job.partner_db[i]),
+                                             float(job.agent_db[i]),
+                                             bool(job.filled[k - job.win_start])))
         self._ready.append(FrameBatch(frames, None if job.final else job.win_end * SAMPLES_PER_FRAME))
         self.counters["frames_emitted"] += len(frames)
         self.counters["hops"] += 1
@@ -394,9 +233,11 @@ class StreamingEngine:
         keep = (self._next_emit - self.config.window_frames - 1) * SAMPLES_PER_FRAME
         self._partner.trim_before(keep)
         self._agent.trim_before(keep)
-        self._motion.trim_before(keep / SAMPLE_RATE)
+        self._faces.trim_before(keep / SAMPLE_RATE)
 
-    def _run_hops(self, final: bool) -> None:
+    def _run(self, final: bool) -> None:
+        """Run every hop the partner clock allows (``final``: the tail too, whose last window
+        has less lookahead)."""
         with self._pull_lock:
             while True:
                 with self._lock:
@@ -416,22 +257,7 @@ class StreamingEngine:
                     if job.generation == self._generation:
                         self._commit(job, pred, ms)
 
-    def _take(self) -> list[FrameBatch]:
-        with self._lock:
-            out, self._ready = self._ready, []
-        return out
-
-    def pull_batches(self) -> list[FrameBatch]:
-        """Run every hop the partner clock allows; the hops computed, in order."""
-        self._run_hops(final=False)
-        return self._take()
-
-    def flush_batches(self) -> list[FrameBatch]:
-        """End of conversation: compute every remaining frame (the last window has less
-        lookahead).  No further frames come out until :meth:`reset` starts a new one."""
-        self._run_hops(final=True)
-        return self._take()
-
+    # ------------------------------------------------------------------ frames, diagnostics
     def pull(self) -> list[OutputFrame]:
         """:meth:`pull_batches` as one flat list of frames."""
         return [f for b in self.pull_batches() for f in b.frames]
@@ -440,35 +266,6 @@ class StreamingEngine:
         """:meth:`flush_batches` as one flat list of frames."""
         return [f for b in self.flush_batches() for f in b.frames]
 
-    # ------------------------------------------------------------------ diagnostics
-    @property
-    def clock_s(self) -> float:
-        """Media time covered by partner audio so far."""
-        return 0.0 if self._partner_end is None else self._partner_end / SAMPLE_RATE
-
-    @property
-    def clock_samples(self) -> int | None:
-        """Partner samples covered so far (absolute index); None before the first chunk."""
-        return self._partner_end
-
-    @property
-    def buffered_samples(self) -> int:
-        """Largest storage any audio buffer holds now (bounded by ``max_backlog_s``)."""
-        return max(self._partner.allocated, self._agent.allocated)
-
-    @property
-    def stats(self) -> dict[str, float]:
-        """Hop timing: count, per-hop compute ms (mean/p50/p95/p99/max/last), real-time factor."""
-        with self._lock:
-            ms = np.asarray(self._hop_ms, dtype=np.float64)
-            emitted_s = self.counters["frames_emitted"] / FRAME_RATE
-            d = {"hops": float(self.counters["hops"]), "frames_emitted": float(self.counters["frames_emitted"]),
-                 "clock_s": self.clock_s, "latency_s": self.config.latency_s,
-                 "backlog_s": max(0.0, self.clock_s - (self._next_emit + self.config.lookahead_frames)
-                                  * SAMPLES_PER_FRAME / SAMPLE_RATE) if self._origin is not None else 0.0,
-                 "rtf": self._compute_s / emitted_s if emitted_s > 0 else 0.0}
-            if ms.size:
-                d.update(hop_ms_mean=float(ms.mean()), hop_ms_p50=float(np.percentile(ms, 50)),
-                         hop_ms_p95=float(np.percentile(ms, 95)), hop_ms_p99=float(np.percentile(ms, 99)),
-                         hop_ms_max=float(ms.max()), hop_ms_last=float(ms[-1]))
-            return d
+    def _backlog_s(self) -> float:
+        return max(0.0, self.clock_s - (self._next_emit + self.config.lookahead_frames)
+                   * SAMPLES_PER_FRAME / SAMPLE_RATE)

@@ -22,6 +22,9 @@ arrival of the partner chunk that made its hop computable to the publish (comput
 ``end_of_stream_s`` earlier).  ``end_to_end_latency_ms_*`` is clock now - frame stamp; reported
 ``unavailable`` when any recent value lies outside ``[0, 60 s)`` (stamps not on that clock).
 
+Late agent speech: frames computed without speech that arrived after they needed it are
+counted by the runner and reported as ``agent_audio_late_frames`` (logged, throttled).
+
 Faults: bad input is counted and dropped by the runner (``engine_rejected`` here, the reason
 logged); a model error is counted (``model_errors``) and logged; a frame with NaN/Inf weights is
 counted (``nonfinite_frames``) and replaced by the last good pose (neutral before any), never
@@ -53,6 +56,9 @@ SESSION_COUNTERS = (
     "conversation_restarts", "conversations_ended", "frames_flushed", "index_jumps",
     "model_errors", "nonfinite_frames", "frames_published", "late_frames",
     "end_to_end_latency_implausible")
+LATE_FRAMES = "agent_audio_late_frames"
+"""Frames computed without agent speech that came too late (the runner counts them; published
+under this name, unprefixed, on ``/diagnostics``: the issue-17 TTS contract's counter)."""
 #: runner counters worth one warning the first time they move (then only counted)
 _WARN_ONCE = ("resyncs", "backlog_resyncs", "frames_skipped")
 
@@ -74,13 +80,16 @@ class Hop:
     ``stamps_ns``: capture time of each frame's first sample (origin + k * 40 ms);
     ``computable_ns``: steady-clock (``time.monotonic_ns``) arrival of the partner chunk that made
     the hop computable, None when flushed; ``release_ns``: per frame, the time (on the stamps'
-    clock) it may leave, or None = at once."""
+    clock) it may leave, or None = at once; ``input_end_ns``: on the stamps' clock, how far the
+    partner audio used to compute the hop reaches (for a flushed hop: all there was), so a
+    consumer can measure the listening reaction (partner input -> first frame computed with it)."""
 
     frames: list[OutputFrame]
     stamps_ns: list[int]
     computable_ns: int | None
     flushed: bool
     release_ns: list[int] | None
+    input_end_ns: int | None = None
 
     @property
     def weights(self) -> np.ndarray:
@@ -199,7 +208,15 @@ class StreamingSession:
             if first < 0:
                 self.counters.inc("agent_before_origin_dropped")
                 return False
+        late_before = self.runner.counters.get(LATE_FRAMES, 0)
         ok = self.runner.push_agent_audio(samples, first)
+        late = self.runner.counters.get(LATE_FRAMES, 0) - late_before
+        if late > 0:
+            self._log("warning", (
+                f"agent speech at sample {first} came after {late} frame(s) that needed it were "
+                f"computed: those frames go without it (counted in {LATE_FRAMES}; publish the "
+                f"speech at least self_lookahead_s - partner_lookahead_s + a margin ahead)"),
+                throttle=True)
         if not ok:
             self._rejected("agent audio")
         return ok
@@ -298,7 +315,9 @@ class StreamingSession:
         computable = None if flushed else self._arrival_of(batch.ready_sample)
         delay = int(round(self.config.playout_delay_s * NS))
         release = [s + delay for s in stamps] if delay > 0 else None
-        return Hop(batch.frames, stamps, computable, flushed, release)
+        used = self.runner.clock_samples if batch.ready_sample is None else batch.ready_sample
+        input_end = None if used is None else origin + int(used) * NS // SAMPLE_RATE
+        return Hop(batch.frames, stamps, computable, flushed, release, input_end)
 
     def _arrival_of(self, need: int | None) -> int | None:
         """Steady-clock arrival of the partner chunk that covered sample ``need``."""
@@ -345,7 +364,9 @@ class StreamingSession:
         values.update({"algorithmic_latency_s": float(self.config.latency_s),
                        "media_clock_s": float(self.runner.clock_s)})
         values.update(self.counters.as_dict())
-        values.update({f"engine_{k}": v for k, v in self.runner.counters.items()})
+        values.update({f"engine_{k}": v for k, v in self.runner.counters.items()
+                       if k != LATE_FRAMES})
+        values[LATE_FRAMES] = int(self.runner.counters.get(LATE_FRAMES, 0))
         return values
 
     # ------------------------------------------------------------------ settings

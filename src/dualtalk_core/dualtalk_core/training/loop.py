@@ -46,6 +46,16 @@ class TrainResult:
     checkpoints: list[Path]
     stopped_by: str  # "epochs", "max_steps", "max_minutes"
 
+    def describe(self, against: str = "") -> str:
+        """One line for a command's output: steps, why it stopped, validation loss (``against``
+        names what it was measured against, e.g. "the teacher"), where the checkpoints are."""
+        best = "n/a" if self.best_val is None else f"{self.best_val:.5f}"
+        last = "n/a" if self.last_val is None else f"{self.last_val:.5f}"
+        what = f"validation loss against {against}" if against else "validation loss"
+        return (f"trained {self.steps} steps ({self.epochs_done} epochs, stopped by "
+                f"{self.stopped_by}); {what} last {last}, best {best}; checkpoints in "
+                f"{self.out_dir}")
+
 
 def lookahead_frames(model_config) -> int:
     """Frames of input a causal model reads past its last output frame (0 for the released
@@ -63,6 +73,13 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
             for k, v in batch.items()}
 
 
+def batch_loss(pred: torch.Tensor, batch, weights: LossWeights):
+    """The loss of one batch: the released loss against the items' ``target_motion``.  A
+    trainer whose items carry other targets (distillation: the teacher's outputs and ground
+    truth, :mod:`dualtalk_core.training.distill`) overrides :meth:`Trainer.batch_loss`."""
+    return dualtalk_loss(pred, batch["target_motion"], batch["mask"], weights)
+
+
 def _forward(model, batch) -> torch.Tensor:
     return model(batch["self_audio"], batch["partner_audio"], batch["partner_motion"],
                  num_frames=batch["target_motion"].shape[1])
@@ -70,8 +87,9 @@ def _forward(model, batch) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_loss(model, dataset: WindowDataset, cfg: TrainConfig, info: DistInfo,
-                  weights: LossWeights) -> dict[str, float]:
-    """Mean loss terms over all windows of ``dataset`` (sharded over ranks, then reduced)."""
+                  weights: LossWeights, loss_fn=batch_loss) -> dict[str, float]:
+    """Mean loss terms over all windows of ``dataset`` (sharded over ranks, then reduced);
+    ``loss_fn(pred, batch, weights)`` as :func:`batch_loss`."""
     from torch.utils.data import DataLoader
 
     was_training = model.training
@@ -86,7 +104,7 @@ def evaluate_loss(model, dataset: WindowDataset, cfg: TrainConfig, info: DistInf
     for batch in loader:
         batch = _to_device(batch, info.device)
         pred = _forward(model, batch)
-        _, parts = dualtalk_loss(pred, batch["target_motion"], batch["mask"], weights)
+        _, parts = loss_fn(pred, batch, weights)
         n = batch["mask"].shape[0]
         for i, k in enumerate(keys):
             sums[i] += parts[k] * n
@@ -144,7 +162,11 @@ class Trainer:
 
     The set-up order is part of reproducibility (RNG draws): data, ``seed``, model, optimizer,
     per-rank seed, resumed RNG state. ``sides`` = (train, validation) lists of
-    :class:`~dualtalk_core.data.dataset.ClipSide` to use instead of reading ``data_root``."""
+    :class:`~dualtalk_core.data.dataset.ClipSide` to use instead of reading ``data_root``.
+    Two hooks for trainers with other targets (distillation): :attr:`dataset_class` builds the
+    windows and :meth:`batch_loss` scores a batch."""
+
+    dataset_class = WindowDataset
 
     def __init__(self, cfg: TrainConfig, data_root: str | Path, out_dir: str | Path,
                  resume: str | Path | None, sides: tuple[list, list] | None = None) -> None:
@@ -165,9 +187,9 @@ class Trainer:
         self.train_sides, val_sides = sides if sides is not None else _load_sides(
             Path(data_root), cfg, info)
         look = lookahead_frames(cfg.model_config())
-        self.train_ds = WindowDataset(self.train_sides, cfg.window, cfg.stride,
+        self.train_ds = self.dataset_class(self.train_sides, cfg.window, cfg.stride,
                                       context=cfg.context_frames, lookahead=look)
-        self.val_ds = (WindowDataset(val_sides, cfg.window, cfg.window,
+        self.val_ds = (self.dataset_class(val_sides, cfg.window, cfg.window,
                                      context=cfg.context_frames, lookahead=look)
                        if val_sides else None)
 
@@ -259,6 +281,10 @@ class Trainer:
                      self.batch_in_epoch, self.step)
 
     # ------------------------------------------------------------------ helpers
+    def batch_loss(self, pred: torch.Tensor, batch, weights: LossWeights):
+        """(loss tensor, loss terms) of one batch; the released loss (:func:`batch_loss`)."""
+        return batch_loss(pred, batch, weights)
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.start_time
 
@@ -299,7 +325,8 @@ class Trainer:
             return None
         # the bare model, not the DDP wrapper: ranks may run different numbers of validation
         # batches, and DDP's forward would wait for the others (buffer broadcast)
-        parts = evaluate_loss(self.eval_model, self.val_ds, self.cfg, self.info, self.weights)
+        parts = evaluate_loss(self.eval_model, self.val_ds, self.cfg, self.info, self.weights,
+                              loss_fn=self.batch_loss)
         self.logger.row("val", epoch, self.step, parts, self.lr_now(), self.elapsed())
         self.last_val = parts["loss"]
         if self.info.is_main:
@@ -336,8 +363,7 @@ class Trainer:
             with sync_context(self.train_model, sync=i == len(micro) - 1):
                 with self.amp.autocast():
                     pred = _forward(self.train_model, mb)
-                loss, mparts = dualtalk_loss(pred.float(), mb["target_motion"], mb["mask"],
-                                             self.weights)
+                loss, mparts = self.batch_loss(pred.float(), mb, self.weights)
                 self.amp.backward(loss * share if len(micro) > 1 else loss)
             for k in LOSS_TERMS:
                 parts[k] += mparts[k] * share

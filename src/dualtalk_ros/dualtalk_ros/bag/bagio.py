@@ -2,6 +2,12 @@
 
 Shared by replay and evaluate so that a truncated or missing bag always yields the same
 ``BagReadError`` naming the file instead of a library traceback.
+
+Topic names: rosbag2 stores fully qualified names (``/agent/blendshapes``) and so does every bag
+we write (:func:`qualified`); bags written before issue 17 store relative ones
+(``agent/blendshapes``). This module is the one place names are normalised: everything it
+hands out (:func:`topics`, :func:`iter_messages`, :func:`connections`) uses the qualified
+spelling, and topic names given to it may use either.
 """
 from __future__ import annotations
 
@@ -17,6 +23,12 @@ from . import typestore as ts
 
 class BagReadError(ValueError):
     """A bag cannot be opened or read (missing, truncated, corrupt); the message names it."""
+
+
+def qualified(topic: str) -> str:
+    """The fully qualified spelling of a bag topic name (``/`` in front of a relative one, as
+    a node in the root namespace resolves it); the only spelling bags and readers use."""
+    return topic if topic.startswith("/") else "/" + topic
 
 
 @dataclass
@@ -71,27 +83,32 @@ def custom_data(path: str | Path) -> dict[str, str]:
         return {}
 
 
+def connections(reader: Reader, topic_names: list[str] | None = None) -> list:
+    """The reader's connections (all, or those of ``topic_names`` in either spelling)."""
+    wanted = None if topic_names is None else {qualified(t) for t in topic_names}
+    return [c for c in reader.connections if wanted is None or qualified(c.topic) in wanted]
+
+
 def topics(reader: Reader) -> dict[str, TopicSummary]:
-    """Topic name -> type and message count (from the bag's index)."""
+    """Qualified topic name -> type and message count (from the bag's index)."""
     out: dict[str, TopicSummary] = {}
     for conn in reader.connections:
-        prev = out.get(conn.topic)
-        out[conn.topic] = TopicSummary(conn.topic, conn.msgtype,
-                                       (prev.count if prev else 0) + conn.msgcount)
+        name = qualified(conn.topic)
+        prev = out.get(name)
+        out[name] = TopicSummary(name, conn.msgtype, (prev.count if prev else 0) + conn.msgcount)
     return out
 
 
 def iter_messages(path: str | Path, topic_names: list[str] | None = None,
                   decode: bool = True) -> Iterator[tuple[str, int, object]]:
-    """Yield ``(topic, bag_timestamp_ns, message_or_bytes)`` in timestamp order.
+    """Yield ``(qualified topic, bag_timestamp_ns, message_or_bytes)`` in timestamp order.
 
     A read error part-way through (a truncated file) raises ``BagReadError`` after the
     messages read so far were yielded, so callers keep what they got.
     """
     reader = open_reader(path)
     try:
-        conns = [c for c in reader.connections
-                 if topic_names is None or c.topic in topic_names]
+        conns = connections(reader, topic_names)
         store = ts.typestore()
         gen = reader.messages(connections=conns) if conns else iter(())
         while True:
@@ -105,8 +122,9 @@ def iter_messages(path: str | Path, topic_names: list[str] | None = None,
                     f"({type(exc).__name__}: {exc}); the file is probably truncated") from exc
             if decode:
                 ts.check_known(conn.msgtype)
-                yield conn.topic, stamp, store.deserialize_cdr(bytes(data), conn.msgtype)
+                yield qualified(conn.topic), stamp, store.deserialize_cdr(bytes(data),
+                                                                          conn.msgtype)
             else:
-                yield conn.topic, stamp, bytes(data)
+                yield qualified(conn.topic), stamp, bytes(data)
     finally:
         reader.close()

@@ -76,6 +76,13 @@ def register(subparsers) -> None:
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-recover", action="store_true",
                    help="do not evaluate the readable part of a truncated MCAP bag")
+    p.add_argument("--agent-lead", type=float, default=0.32, metavar="SECONDS",
+                   help="publish the agent's speech this long before its playback time, as a "
+                        "TTS does (default 0.32; 0 for a bag recorded on a robot, whose "
+                        "recorder already saw the lead)")
+    p.add_argument("--no-voice", action="store_true",
+                   help="do not play the agent's voice (voice_player into <out>/"
+                        "voice_played.raw through an ALSA file device): no lip offset")
     _add_input_topics(p)
     p.set_defaults(func=run_evaluate)
 
@@ -138,7 +145,7 @@ def run_evaluate(args) -> int:
     options = EvaluateOptions(
         inputs=_topics(args), graph=graph, rate=args.rate, publish_clock=args.clock,
         storage=args.storage, drain_idle_s=args.drain_idle, plot=not args.no_plot,
-        recover=not args.no_recover,
+        recover=not args.no_recover, agent_lead_s=args.agent_lead, play_voice=not args.no_voice,
         outputs=OutputTopics(args.output_topic, args.state_topic, args.diagnostics_topic))
     results = evaluate_path(args.bags, args.output, options)
     for ev in results:

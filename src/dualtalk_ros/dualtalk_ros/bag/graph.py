@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import procs
+from .. import alsa_file, procs
 
 LOG = logging.getLogger(__name__)
 
@@ -41,6 +41,12 @@ class GraphOptions:
     use_sim_time: bool = False
     startup_timeout_s: float = 120.0
     stop_timeout_s: float = 10.0
+    # the replay puts the inputs' stamps on the wall clock (ReplayOptions.restamp): head_driver
+    # then releases frames at their stamps, as on a robot
+    stamps_on_clock: bool = False
+    # play the agent's voice (voice_player) into this raw S16_LE file through an ALSA file
+    # device (dualtalk_ros.alsa_file): the voice as the graph plays it, without a sound card
+    voice_file: Path | None = None
 
     def argv(self) -> list[str]:
         if self.command:
@@ -49,15 +55,21 @@ class GraphOptions:
                 "--no-audio-input"]
         if self.params:
             argv += ["--params", self.params]
-        # head_driver releases frames at their stamps: on the bag's clock with sim time; without
-        # it a bag's stamps (made from start_time 0) are not on this clock, so it publishes on
-        # arrival as before (the user's overrides, after this, still win)
-        sets = ["head_driver.use_sim_time=true" if self.use_sim_time
-                else "head_driver.release_at_stamp=false", *self.overrides]
+        # head_driver releases frames at their stamps: on the wall clock when the replay
+        # restamps the inputs onto it, on the bag's clock with sim time; otherwise a bag's
+        # stamps (made from start_time 0) are on no clock of the graph, so it publishes on
+        # arrival (the user's overrides, after this, still win)
+        sets = (["head_driver.use_sim_time=true"] if self.use_sim_time else
+                [] if self.stamps_on_clock else ["head_driver.release_at_stamp=false"])
+        sets += self.overrides
         if self.checkpoint:
             sets.append(f"dualtalk_node.checkpoint={self.checkpoint}")
         if self.use_sim_time:
             sets.append("dualtalk_node.use_sim_time=true")
+        if self.voice_file is not None:
+            argv.append("--play-voice")
+            if self.use_sim_time:
+                sets.append("voice_player.use_sim_time=true")
         for item in sets:
             argv += ["--set", item]
         return argv
@@ -86,11 +98,19 @@ class GraphProcess:
         self._log = self.log_path.open("wb")
         LOG.info("starting graph: %s", " ".join(shlex.quote(a) for a in argv))
         env = dict(os.environ)
+        if self.options.voice_file is not None and not self.options.command:
+            conf = alsa_file.write_file_playback(
+                Path(self.options.voice_file).with_suffix(".alsa.conf"), self.options.voice_file)
+            env.update(alsa_file.environment(conf))
         # idle OpenMP threads sleep instead of spinning: on a shared/loaded CPU spinning torch
         # threads starve the graph's own callbacks (see bench/run_all.py); overridable by env
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.proc = procs.popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
+
+    def cpu_s(self) -> float:
+        """CPU seconds the graph (bring-up and every node process) has used so far."""
+        return procs.tree_cpu_s(self.proc.pid) if self.proc is not None else 0.0
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

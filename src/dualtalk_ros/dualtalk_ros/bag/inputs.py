@@ -112,7 +112,7 @@ def read_input_bag(path: str | Path, topics: BagTopics | None = None) -> InputBa
     """Read an input bag. Problems (missing topics, read errors) land in ``.errors`` /
     ``.warnings`` with what could be read kept, so a report can still be written.
     Raises ``BagReadError`` only when the bag cannot be opened at all."""
-    topics = topics or BagTopics()
+    topics = (topics or BagTopics()).qualified()     # the bag's spelling (bagio)
     path = Path(path)
     meta = bagio.custom_data(path)
     reader = bagio.open_reader(path)

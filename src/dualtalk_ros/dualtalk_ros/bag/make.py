@@ -27,6 +27,7 @@ from dualtalk_core.data.dataset import SIDE_NAME_RE, SPLITS
 
 from .. import topics
 from . import typestore as ts
+from .bagio import qualified
 
 LOG = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ META_TOPICS = "dualtalk.topics"
 
 @dataclass
 class BagTopics:
-    """Topic names used in bags (defaults = the graph's relative names, :mod:`..topics`, so a
-    bag replays onto the graph without remapping; bags written before keep the same names)."""
+    """Topic names of the input bags (defaults = the graph's names, :mod:`..topics`, so a bag
+    replays onto the graph without remapping). Bags store them fully qualified
+    (``/partner/audio``, as rosbag2 does); either spelling may be given (:mod:`.bagio`)."""
 
     partner_audio: str = topics.PARTNER_AUDIO
     agent_audio: str = topics.AGENT_AUDIO
@@ -57,6 +59,10 @@ class BagTopics:
     def as_dict(self) -> dict[str, str]:
         return {"partner_audio": self.partner_audio, "agent_audio": self.agent_audio,
                 "partner_face": self.partner_face, "agent_gt": self.agent_gt}
+
+    def qualified(self) -> "BagTopics":
+        """The same names as a bag stores them (:func:`.bagio.qualified`)."""
+        return BagTopics(*(qualified(t) for t in self.as_dict().values()))
 
 
 @dataclass
@@ -278,6 +284,7 @@ def make_bag(source: ClipSource, out_path: str | Path,
     with writer:
         records = []
         for prio, topic, msgtype, it in streams:
+            topic = qualified(topic)        # rosbag2's spelling (bagio.qualified)
             conn = writer.add_connection(topic, msgtype, typestore=store)
             counts[topic] = 0
             for stamp, msg in it:

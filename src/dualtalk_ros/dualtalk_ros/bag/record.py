@@ -82,7 +82,11 @@ class BagRecorder:
         for key, value in (custom_data or {}).items():
             self._writer.set_custom_data(key, str(value))
         self._writer.open()
-        self._conns = {t: self._writer.add_connection(t, m, typestore=ts.typestore())
+        # stored under the name the subscription resolves to (``/agent/blendshapes``), as
+        # rosbag2 does; counts and the other per-topic figures keep the caller's spelling
+        self.stored_names = {t: node.resolve_topic_name(t) for t in topics}
+        self._conns = {t: self._writer.add_connection(self.stored_names[t], m,
+                                                      typestore=ts.typestore())
                        for t, m in topics.items()}
         self.counts: dict[str, int] = {t: 0 for t in topics}
         self.received_ns: dict[str, list[int]] = {t: [] for t in topics}
@@ -150,6 +154,11 @@ class BagRecorder:
                 return False
             time.sleep(0.05)
         return True
+
+    def stored_counts(self) -> dict[str, int]:
+        """Messages written per topic, under the (fully qualified) names the bag stores."""
+        with self._lock:
+            return {self.stored_names[t]: n for t, n in self.counts.items()}
 
     def total(self) -> int:
         with self._lock:

@@ -10,9 +10,20 @@ goes to ``/clock`` at ``clock_hz`` (like ``ros2 bag play --clock``), so nodes st
 
 Every publication is logged (topic, bag stamp, wall time) — the evaluator measures latency from
 these wall times.
+
+Two options make a bag replay what a robot's graph would see (``bag evaluate`` uses both):
+``restamp`` moves every header stamp onto the wall clock (stamp + the wall time of the first
+publication - its bag time), so nodes that run on the system clock - ``head_driver`` releasing
+frames at their stamps, ``voice_player`` playing the agent's speech at its announced time -
+work on a bag made at t = 0 without sim time; only the stamp bytes of the CDR change
+(:func:`.typestore.shift_header_stamp`). ``lead_s`` publishes some topics that much before their
+bag time: ``bag make`` stores the agent's speech at its playback time, but a TTS publishes it
+ahead (the README's TTS contract), which a live model needs; a negative lead publishes later
+(a microphone's chunk exists only once its last sample was captured).
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -52,9 +63,17 @@ class ReplayOptions:
     wait_topics: list[str] | None = None     # bag topics that must be subscribed (None = all)
     start_delay_s: float = 0.0               # pause after discovery, before the first message
     linger_s: float = 2.0                    # wait for reliable delivery (acks) at the end
+    restamp: bool = False                    # header stamps onto the wall clock (docstring)
+    lead_s: dict[str, float] = field(default_factory=dict)   # bag topic -> published earlier by
+                                                             # (s; negative: later)
 
     def out_topic(self, topic: str) -> str:
-        return self.remap.get(topic, topic)
+        """Where bag topic ``topic`` is published: its remap target (a rule may name it in
+        either spelling, :mod:`.bagio`), else its qualified name."""
+        for old, new in self.remap.items():
+            if bagio.qualified(old) == bagio.qualified(topic):
+                return new
+        return bagio.qualified(topic)
 
 
 @dataclass
@@ -68,18 +87,22 @@ class ReplayLog:
     wall_ns: dict[str, list[int]] = field(default_factory=dict)
     aborted: bool = False
     missing_subscribers: list[str] = field(default_factory=list)
+    restamp_ns: int | None = None     # added to every header stamp (None: stamps as in the bag)
+    lead_ns: dict[str, int] = field(default_factory=dict)   # topic -> published this early
 
     def add(self, topic: str, stamp: int, wall: int) -> None:
+        topic = bagio.qualified(topic)
         self.stamps.setdefault(topic, []).append(stamp)
         self.wall_ns.setdefault(topic, []).append(wall)
 
     def count(self, topic: str) -> int:
-        return len(self.stamps.get(topic, []))
+        return len(self.stamps.get(bagio.qualified(topic), []))
 
     def to_json_dict(self) -> dict:
         return {"bag": str(self.bag), "start_wall_ns": self.start_wall_ns,
                 "end_wall_ns": self.end_wall_ns, "aborted": self.aborted,
                 "missing_subscribers": self.missing_subscribers,
+                "restamp_ns": self.restamp_ns, "lead_ns": self.lead_ns,
                 "topics": {t: {"stamps_ns": self.stamps[t], "wall_ns": self.wall_ns[t]}
                            for t in self.stamps}}
 
@@ -87,26 +110,31 @@ class ReplayLog:
     def from_json_dict(cls, d: dict) -> "ReplayLog":
         log = cls(bag=Path(d["bag"]), start_wall_ns=d["start_wall_ns"],
                   end_wall_ns=d["end_wall_ns"], aborted=d.get("aborted", False),
-                  missing_subscribers=list(d.get("missing_subscribers", [])))
+                  missing_subscribers=list(d.get("missing_subscribers", [])),
+                  restamp_ns=d.get("restamp_ns"),
+                  lead_ns={bagio.qualified(t): int(v) for t, v in d.get("lead_ns", {}).items()})
         for t, v in d["topics"].items():
-            log.stamps[t] = list(v["stamps_ns"])
-            log.wall_ns[t] = list(v["wall_ns"])
+            log.stamps[bagio.qualified(t)] = list(v["stamps_ns"])
+            log.wall_ns[bagio.qualified(t)] = list(v["wall_ns"])
         return log
 
     def arrays(self, topic: str) -> tuple[np.ndarray, np.ndarray]:
+        topic = bagio.qualified(topic)
         return (np.asarray(self.stamps.get(topic, []), dtype=np.int64),
                 np.asarray(self.wall_ns.get(topic, []), dtype=np.int64))
 
 
 def select_connections(reader, options: ReplayOptions) -> dict[str, str]:
-    """Bag topic -> msgtype of the topics to replay; clear errors for missing/unknown ones."""
-    available = {c.topic: c.msgtype for c in reader.connections}
-    wanted = options.topics if options.topics is not None else list(available)
+    """Qualified bag topic -> msgtype of the topics to replay; clear errors for missing/unknown
+    ones (names in either spelling, :mod:`.bagio`)."""
+    available = {bagio.qualified(c.topic): c.msgtype for c in reader.connections}
+    wanted = ([bagio.qualified(t) for t in options.topics] if options.topics is not None
+              else list(available))
     missing = [t for t in wanted if t not in available]
     if missing:
         raise ValueError(f"bag {reader.path}: topic(s) {missing} not in the bag "
                          f"(it has {sorted(available)})")
-    unknown_remaps = [t for t in options.remap if t not in available]
+    unknown_remaps = [t for t in options.remap if bagio.qualified(t) not in available]
     if unknown_remaps:
         LOG.warning("remap of topic(s) %s not in the bag ignored", unknown_remaps)
     selected = {t: available[t] for t in wanted}
@@ -143,7 +171,7 @@ class BagReplayer:
 
     def wait_for_subscribers(self) -> list[str]:
         """Wait up to ``wait_for_subscribers_s`` for subscribers; return topics still without."""
-        wanted = self.options.wait_topics or list(self.publishers)
+        wanted = [bagio.qualified(t) for t in self.options.wait_topics or list(self.publishers)]
         deadline = time.monotonic() + self.options.wait_for_subscribers_s
         while True:
             missing = [t for t in wanted
@@ -159,6 +187,34 @@ class BagReplayer:
         msg.clock.sec, msg.clock.nanosec = divmod(int(bag_ns), 1_000_000_000)
         self.clock_pub.publish(msg)
 
+    def _messages(self):
+        """``(publish time on the bag clock, topic, bag stamp, bytes)`` in publish order: the
+        ``lead_s`` topics ``lead`` earlier (negative: later) than their bag time."""
+        lead = {bagio.qualified(t): int(v * 1e9) for t, v in self.options.lead_s.items()
+                if bagio.qualified(t) in self.selected and v != 0}
+        plain = [t for t in self.selected if t not in lead]
+        streams = [((stamp - lead[topic], topic, stamp, data) for topic, stamp, data
+                    in bagio.iter_messages(self.bag, [t], decode=False)) for t in lead]
+        if plain:
+            streams.append((stamp, topic, stamp, data) for topic, stamp, data
+                           in bagio.iter_messages(self.bag, plain, decode=False))
+        return lead, heapq.merge(*streams, key=lambda m: m[0])
+
+    def _wait_until(self, target: float, t0: float, bag0: int, state: dict) -> None:
+        """Sleep until monotonic ``target``, publishing /clock on the way when asked."""
+        opts = self.options
+        while True:
+            now = time.monotonic()
+            if now >= target or self.stop_event.is_set():
+                return
+            if self.clock_pub is not None and now >= state["next_clock"]:
+                self._publish_clock(bag0 + int((now - t0) * opts.rate * 1e9))
+                state["next_clock"] = now + state["period"]
+            wait = target - now
+            if self.clock_pub is not None:
+                wait = min(wait, max(state["next_clock"] - now, 0.0))
+            time.sleep(max(wait, 0.0))
+
     def run(self) -> ReplayLog:
         """Publish every selected message; returns the publication log (also when stopped)."""
         opts = self.options
@@ -171,34 +227,28 @@ class BagReplayer:
                             opts.wait_for_subscribers_s)
         if opts.start_delay_s > 0:
             time.sleep(opts.start_delay_s)
-        clock_period = 1.0 / opts.clock_hz if opts.clock_hz > 0 else 0.01
+        state = {"period": 1.0 / opts.clock_hz if opts.clock_hz > 0 else 0.01, "next_clock": 0.0}
         t0 = bag0 = None
-        next_clock = 0.0
+        headers = {t: ts.has_header(m) for t, m in self.selected.items()}
         log.start_wall_ns = time.time_ns()
+        lead, messages = self._messages()
+        log.lead_ns = {opts.out_topic(t): v for t, v in lead.items()}
         try:
-            for topic, stamp, data in bagio.iter_messages(self.bag, list(self.selected),
-                                                          decode=False):
+            for when, topic, stamp, data in messages:
                 if self.stop_event.is_set():
                     log.aborted = True
                     break
                 if t0 is None:
-                    t0, bag0 = time.monotonic(), stamp
+                    t0, bag0 = time.monotonic(), when
+                    if opts.restamp:
+                        log.restamp_ns = time.time_ns() - when
                 if opts.rate > 0:
-                    target = t0 + (stamp - bag0) / 1e9 / opts.rate
-                    while True:
-                        now = time.monotonic()
-                        if now >= target or self.stop_event.is_set():
-                            break
-                        if self.clock_pub is not None and now >= next_clock:
-                            self._publish_clock(bag0 + int((now - t0) * opts.rate * 1e9))
-                            next_clock = now + clock_period
-                        wait = target - now
-                        if self.clock_pub is not None:
-                            wait = min(wait, max(next_clock - now, 0.0))
-                        time.sleep(max(wait, 0.0))
-                if self.clock_pub is not None and time.monotonic() >= next_clock:
-                    self._publish_clock(stamp)
-                    next_clock = time.monotonic() + clock_period
+                    self._wait_until(t0 + (when - bag0) / 1e9 / opts.rate, t0, bag0, state)
+                if self.clock_pub is not None and time.monotonic() >= state["next_clock"]:
+                    self._publish_clock(when)
+                    state["next_clock"] = time.monotonic() + state["period"]
+                if log.restamp_ns is not None and headers[topic]:
+                    data = ts.shift_header_stamp(data, log.restamp_ns)
                 self.publishers[topic].publish(data)
                 log.add(opts.out_topic(topic), stamp, time.time_ns())
         finally:

@@ -60,6 +60,33 @@ def _metrics_markdown(ev) -> list[str]:
     return lines
 
 
+def _timing_markdown(s: dict) -> list[str]:
+    """Lip offset, listening reaction, what the head driver released, graph CPU (issue 17)."""
+    lines = ["## Timing a person notices", "",
+             "| figure (ms) | p50 | p95 | max | n | note |", "|---|---:|---:|---:|---:|---|"]
+    for key, label in (("lip_offset_ms", "lip offset: head driver release - voice played"),
+                       ("listening_reaction_ms", "listening reaction: partner input -> first "
+                                                 "frame computed with it")):
+        r = s.get(key) or {}
+        note = r.get("why", "") if not r.get("n") else (
+            f"abs p95 {_fmt(r.get('abs_p95'))}" + (f"; {r['flush_only']} end-of-stream only"
+                                                   if r.get("flush_only") else ""))
+        lines.append(f"| {label} | {_fmt(r.get('p50'))} | {_fmt(r.get('p95'))} | "
+                     f"{_fmt(r.get('max'))} | {r.get('n', 0)} | {note} |")
+    lines.append("")
+    rel, cpu = s.get("released") or {}, s.get("graph_cpu") or {}
+    if rel:
+        lines.append(f"Released by head_driver on `{rel.get('topic') or '–'}`: "
+                     f"{rel.get('frames', 0)} frames at {_fmt(rel.get('rate_hz'), 2)} Hz, "
+                     f"jitter (std of the release interval) {_fmt(rel.get('jitter_ms'), 2)} ms, "
+                     f"late frames {_fmt(rel.get('late_frames'))}.")
+    if cpu:
+        lines.append(f"CPU of the whole graph: {_fmt(cpu.get('cores'), 2)} cores "
+                     f"({_fmt(cpu.get('cpu_s'))} CPU s over {_fmt(cpu.get('wall_s'))} s)"
+                     + (f" - {cpu['why']}" if cpu.get("why") else "") + ".")
+    return lines + [""]
+
+
 def bag_markdown(ev) -> str:
     """The Markdown report of one bag."""
     s = ev.summary
@@ -110,6 +137,7 @@ def bag_markdown(ev) -> str:
                     _fmt(r.get(q)) if isinstance(r.get(q), (int, float)) or r.get(q) is None
                     else str(r.get(q)) for q in ("p50", "p95", "max", "n")) + " |")
             lines.append("")
+    lines += _timing_markdown(s)
     lines += _metrics_markdown(ev)
     cs = s.get("conversation_state")
     if cs and cs.get("messages"):
@@ -178,12 +206,15 @@ def write_plot(ev, path: Path) -> Path | None:
 def write_bag_report(ev, out_dir: Path, plot: bool = True) -> dict[str, Path]:
     """``report.md``, ``report.json`` (and ``report.png``) in ``out_dir``, plus the motion as
     arrays for other tools (e.g. ``dualtalk render``): ``agent_motion.npy`` (the received
-    frames [T, 56] by frame index, a missing frame held from the previous one) and
+    frames [T, 56] by frame index, a missing frame held from the previous one),
+    ``agent_motion_released.npy`` (the same frames as the head driver showed them while their
+    audio played: :func:`.timing.shown_frames`; when it could be measured) and
     ``partner_motion.npy`` (the partner face the bag carried)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for key, array in (("agent_motion", ev.pred), ("partner_motion", ev.partner)):
+    for key, array in (("agent_motion", ev.pred), ("agent_motion_released", ev.released),
+                       ("partner_motion", ev.partner)):
         if array is not None and len(array):
             paths[key] = out_dir / f"{key}.npy"
             np.save(paths[key], np.asarray(array, np.float32))
@@ -220,6 +251,8 @@ def write_summary(evs: Iterable, out_dir: Path) -> dict[str, Path]:
         fd = raw.get("FD", {}).get("EXP", pf.get("EXP", {}).get("FD"))
         ms = raw.get("MSE", {}).get("EXP", pf.get("EXP", {}).get("MSE"))
         row = {"name": s["name"], "status": s["status"], "frames": f, "latency_ms": lat,
+               "lip_offset_ms": s.get("lip_offset_ms"),
+               "listening_reaction_ms": s.get("listening_reaction_ms"),
                "rate_hz": s.get("rate", {}).get("output_hz"), "FD_EXP": fd, "MSE_EXP": ms,
                "errors": s.get("errors", []), "report": str(Path(s.get("plot", "")).parent)}
         rows.append(row)

@@ -148,7 +148,7 @@ def repair_bag(src: str | Path, dst: str | Path, storage: str = "mcap") -> tuple
     if not msgs:
         raise ValueError(f"{src}: nothing recoverable ({sal.stopped or 'no messages'})")
     counts: dict[str, int] = {}
-    from .bagio import custom_data
+    from .bagio import custom_data, qualified
 
     writer = Writer(Path(dst), version=BAG_VERSION, storage_plugin=STORAGES[storage])
     for key, value in (custom_data(src) if src.is_dir() else {}).items():
@@ -159,10 +159,10 @@ def repair_bag(src: str | Path, dst: str | Path, storage: str = "mcap") -> tuple
             topic, sid = sal.channels[cid]
             msgtype, definition = sal.schemas[sid]
             store = _store_for(msgtype, definition)
-            conns[cid] = writer.add_connection(topic, msgtype, typestore=store)
-            counts[topic] = 0
+            conns[cid] = writer.add_connection(qualified(topic), msgtype, typestore=store)
+            counts[qualified(topic)] = 0
         for cid, t, data in sorted(msgs, key=lambda m: m[1]):
             writer.write(conns[cid], t, data)
-            counts[sal.channels[cid][0]] += 1
+            counts[qualified(sal.channels[cid][0])] += 1
     LOG.info("recovered %s from %s (%s)", counts, src, sal.stopped or "complete")
     return counts, sal.stopped

@@ -25,7 +25,7 @@ import numpy as np
 from dualtalk_core import layout
 
 from .. import topics
-from . import bagio
+from . import bagio, timing
 from .inputs import InputBag, blendshapes_flame56, dense_motion, frames_by_index, stamp_ns
 from .replay import ReplayLog
 
@@ -34,16 +34,29 @@ LOG = logging.getLogger(__name__)
 
 @dataclass
 class OutputTopics:
-    """Topics the graph publishes that the evaluator records."""
+    """Topics the graph publishes that the evaluator records: the node's raw stream, what the
+    head driver released for a robot (JointState) and an avatar (ARKit), the per-hop sequences
+    (how far the partner input of each hop reached) and the voice as played."""
 
     blendshapes: str = topics.AGENT_BLENDSHAPES
     state: str = topics.CONVERSATION_STATE
     diagnostics: str = topics.DIAGNOSTICS
+    joint_states: str = topics.AGENT_JOINT_STATES
+    arkit: str = topics.AGENT_BLENDSHAPES_ARKIT
+    sequence: str = topics.AGENT_BLENDSHAPE_SEQUENCE
+    audio_played: str = topics.AGENT_AUDIO_PLAYED
 
     def types(self) -> dict[str, str]:
         from . import typestore as ts
         return {self.blendshapes: ts.BLENDSHAPES, self.state: ts.CONVERSATION_STATE,
-                self.diagnostics: ts.DIAGNOSTIC_ARRAY}
+                self.diagnostics: ts.DIAGNOSTIC_ARRAY, self.joint_states: ts.JOINT_STATE,
+                self.arkit: ts.BLENDSHAPES, self.sequence: ts.BLENDSHAPE_SEQUENCE,
+                self.audio_played: ts.AUDIO_CHUNK}
+
+    def qualified(self) -> "OutputTopics":
+        """The same names as the output bag stores them (:func:`.bagio.qualified`)."""
+        from dataclasses import astuple
+        return OutputTopics(*(bagio.qualified(t) for t in astuple(self)))
 
 
 @dataclass
@@ -63,7 +76,7 @@ def read_output_bag(path: str | Path, origin_ns: int,
                     topics: OutputTopics | None = None) -> OutputRecording:
     """Read a recorded output bag (bag timestamps = receive times). Output frames stamped on a
     bare media clock (starting at 0) are accepted as well as ones on the input's clock."""
-    topics = topics or OutputTopics()
+    topics = (topics or OutputTopics()).qualified()     # the bag's spelling (bagio)
     stamps, rows, recv = [], [], []
     rec = OutputRecording(np.zeros(0, np.int64), np.zeros((0, layout.DIM), np.float32),
                           np.zeros(0, np.int64))
@@ -189,6 +202,7 @@ class BagEvaluation:
     received_mask: np.ndarray | None = None
     latency_frames: np.ndarray | None = None
     latency_ms: np.ndarray | None = None
+    released: np.ndarray | None = None   # the motion as the head driver showed it (timing)
     result: Any = None   # dualtalk_core.evaluation.evaluate.EvaluationResult or None
 
 
@@ -216,10 +230,13 @@ def score_bag(inp: InputBag, output_bag: str | Path | None, log: ReplayLog | Non
     errors = list(inp.errors)
     summary = _input_summary(inp, output_bag, log, rate)
     ev = BagEvaluation(summary=summary)
+    summary.update(timing.unmeasured("no output bag was recorded"))
     out = None
+    # a replay that restamped the inputs onto the wall clock moved the output stamps with them
+    origin = inp.origin_ns + (log.restamp_ns if log is not None and log.restamp_ns else 0)
     if output_bag is not None and Path(output_bag).exists():
         try:
-            out = read_output_bag(output_bag, inp.origin_ns, outputs)
+            out = read_output_bag(output_bag, origin, outputs)
             errors += out.errors
         except bagio.BagReadError as exc:
             errors.append(str(exc))
@@ -232,6 +249,14 @@ def score_bag(inp: InputBag, output_bag: str | Path | None, log: ReplayLog | Non
     if out is not None:
         _score_output(ev, inp, out, log, expected, errors, partner_topic=partner_topic,
                       outputs=outputs, rate=rate)
+        rec = timing.read_timing(output_bag, outputs)
+        summary.update(timing.timing_summary(rec, out, origin, expected, log, partner_topic))
+        if ev.pred is not None:
+            shown = timing.shown_frames(rec, origin, len(ev.pred), timing.on_wall_clock(log))
+            ev.released = timing.released_motion(ev.pred, shown)
+            if shown is not None:
+                summary["released"]["slots_showing_another_frame"] = int(
+                    (shown != np.arange(len(shown))).sum())
     ev.gt, ev.partner = inp.gt, inp.partner_face
     _score_metrics(ev, inp, expected, errors, sid_fit_on)
     summary["errors"] = errors

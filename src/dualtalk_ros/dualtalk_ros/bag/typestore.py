@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +24,7 @@ BLENDSHAPES = "dualtalk_msgs/msg/Blendshapes"
 BLENDSHAPE_SEQUENCE = "dualtalk_msgs/msg/BlendshapeSequence"
 CONVERSATION_STATE = "dualtalk_msgs/msg/ConversationState"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+JOINT_STATE = "sensor_msgs/msg/JointState"
 CLOCK = "rosgraph_msgs/msg/Clock"
 
 
@@ -64,6 +66,30 @@ def check_known(msgtype: str) -> None:
         raise UnknownMessageType(
             f"message type {msgtype!r} is unknown to the bag typestore (known custom types: "
             f"{sorted(t for t in typestore().fielddefs if t.startswith(MSG_PACKAGE))})")
+
+
+def has_header(msgtype: str) -> bool:
+    """The message starts with a ``std_msgs/Header`` (so its stamp sits at a fixed place)."""
+    defs = typestore().fielddefs.get(msgtype)
+    if not defs or not defs[1]:
+        return False
+    _, (_, ref) = defs[1][0]
+    return ref == "std_msgs/msg/Header"
+
+
+def shift_header_stamp(data: bytes, offset_ns: int) -> bytes:
+    """CDR bytes of a message that starts with a Header (:func:`has_header`), its
+    ``header.stamp`` moved by ``offset_ns``; the rest untouched.
+
+    Why bytes: a replay must not re-encode what it publishes. In CDR the 4-byte encapsulation
+    (byte 1: 1 = little, 0 = big endian) is followed by the first field, so the stamp is
+    ``int32 sec`` at 4 and ``uint32 nanosec`` at 8. A stamp that would fall before 0 becomes 0."""
+    fmt = "<iI" if data[1] & 1 else ">iI"
+    sec, nsec = struct.unpack_from(fmt, data, 4)
+    total = max(0, sec * 1_000_000_000 + nsec + int(offset_ns))
+    out = bytearray(data)
+    struct.pack_into(fmt, out, 4, *divmod(total, 1_000_000_000))
+    return bytes(out)
 
 
 def rclpy_message_class(msgtype: str):

@@ -27,6 +27,19 @@ class RunFacts:
     graph_exit: int | None = None          # exit status of the graph process (None: none ran)
     graph_exited_early: bool = False       # it ended before we stopped it
     recorder_problems: list[str] = field(default_factory=list)
+    graph_cpu_s: float | None = None       # CPU seconds of the graph's processes ...
+    graph_wall_s: float | None = None      # ... over this much wall time (replay + drain)
+    graph_argv: list[str] | None = None    # the command the graph ran with
+    output_counts: dict[str, int] | None = None   # messages recorded per (stored) topic name
+
+    def cpu_summary(self) -> dict[str, Any]:
+        """The report's ``graph_cpu``: CPU share of the whole graph in cores (CPU seconds of
+        the bring-up and every node process / wall seconds of the replay and drain)."""
+        if self.graph_cpu_s is None or not self.graph_wall_s:
+            return {"cores": None, "cpu_s": None, "wall_s": None,
+                    "why": "no graph process of ours ran (--no-graph / failed start)"}
+        return {"cores": self.graph_cpu_s / self.graph_wall_s, "cpu_s": self.graph_cpu_s,
+                "wall_s": self.graph_wall_s}
 
 
 def describe_exit(code: int) -> str:
