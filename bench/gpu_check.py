@@ -17,7 +17,6 @@ agreement do not depend on their values); the ``paper`` preset is the real wav2v
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
@@ -121,17 +120,6 @@ def clip(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndar
     return agent, partner, motion
 
 
-@contextlib.contextmanager
-def true_fp32():
-    """cuDNN convolutions default to TF32 on Ampere and later: off, so fp32 means fp32."""
-    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
-
-
 # ------------------------------------------------------------------------------------ sections
 def section_correctness(rep: Report, model, device: torch.device, sizes: Sizes,
                         reduced: list[str]) -> None:
@@ -140,7 +128,7 @@ def section_correctness(rep: Report, model, device: torch.device, sizes: Sizes,
     sec = f"correctness ({sizes.preset}, {sizes.check_s:g} s clip)"
     a, b, m = clip(sizes.check_s)
     ref = predict_clip(model, a, b, m, device="cpu")
-    with true_fp32():
+    with devices.true_fp32():
         got = predict_clip(model, a, b, m, device=device)
     diff = float(np.abs(got - ref).max())
     rep.check(sec, f"fp32 {device.type} vs cpu, max abs diff", f"{diff:.2e}",

@@ -45,6 +45,16 @@ class Collector:
         return [m for _, m in self.items]
 
 
+def latest_diagnostics(diag: Collector, node_prefix: str) -> dict[str, str]:
+    """The key/values of the newest ``/diagnostics`` status whose name starts with
+    ``node_prefix`` in a Collector of ``DiagnosticArray``; {} before the first one."""
+    for arr in reversed(diag.msgs):
+        for st in arr.status:
+            if st.name.startswith(node_prefix):
+                return {kv.key: kv.value for kv in st.values}
+    return {}
+
+
 def _write_asoundrc(home: Path, filedev: str, rate: int, channels: int) -> Path:
     """``home/.asoundrc``: the default PCM is a ``plug`` (converts to whatever PortAudio asks
     for) in front of ALSA's ``file`` plugin on a null slave, configured by ``filedev``."""

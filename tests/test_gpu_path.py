@@ -202,7 +202,7 @@ def test_cuda_forward_matches_cpu(preset):
     model = _model(preset)
     a, b, m = _clip(4.0)
     ref = predict_clip(model, a, b, m, device="cpu")
-    with _no_tf32():
+    with devices.true_fp32():
         got = predict_clip(model, a, b, m, device="cuda")
     assert float(np.abs(got - ref).max()) < 1e-3
     bf16 = predict_clip(model, a, b, m, device="cuda", precision="bf16")
@@ -261,12 +261,3 @@ def test_cuda_streaming_hop_matches_cpu():
     assert outs[0].shape == outs[1].shape and np.abs(outs[0] - outs[1]).max() < 1e-3
 
 
-@contextlib.contextmanager
-def _no_tf32():
-    """True fp32 on the GPU (cuDNN convolutions default to TF32 on Ampere and later)."""
-    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old

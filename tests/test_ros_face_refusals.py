@@ -17,7 +17,7 @@ from dualtalk_ros.conversions import sec_to_stamp
 from dualtalk_ros.face_input_adapter_node import FaceInputAdapterNode
 from dualtalk_ros.params import to_parameters
 from dualtalk_ros.qos import reliable_qos
-from ros_helpers import Collector, spin_until
+from ros_helpers import Collector, latest_diagnostics, spin_until
 
 pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
@@ -29,11 +29,7 @@ def _bs(weights, names, rig, t=1.0):
 
 
 def _diag_values(diag: Collector) -> dict[str, str]:
-    for arr in reversed(diag.msgs):
-        for st in arr.status:
-            if st.name.startswith("face_input_adapter"):
-                return {kv.key: kv.value for kv in st.values}
-    return {}
+    return latest_diagnostics(diag, "face_input_adapter")
 
 
 def _run(ctx, messages, expect_out: int):

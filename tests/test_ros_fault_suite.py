@@ -40,7 +40,7 @@ from dualtalk_ros.conversions import numpy_to_audio_chunk, sec_to_stamp, stamp_t
 from dualtalk_ros.dualtalk_node import DualTalkNode
 from dualtalk_ros.params import to_parameters
 from dualtalk_ros.qos import reliable_qos
-from ros_helpers import Collector, spin_for, spin_until
+from ros_helpers import Collector, latest_diagnostics, spin_for, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
 
@@ -121,12 +121,9 @@ class Conversation:
 
     def counts(self) -> dict[str, int]:
         """The node's newest /diagnostics values (numbers only)."""
-        for arr in reversed(self.diags.msgs):
-            for st in arr.status:
-                if st.name.startswith("dualtalk_node"):
-                    return {kv.key: int(float(kv.value)) for kv in st.values
-                            if kv.value.lstrip("-").replace(".", "", 1).isdigit()}
-        return {}
+        values = latest_diagnostics(self.diags, "dualtalk_node")
+        return {k: int(float(v)) for k, v in values.items()
+                if v.lstrip("-").replace(".", "", 1).isdigit()}
 
     def expect(self, inject, deltas: dict[str, int], what: str) -> None:
         """Run ``inject()``; the next /diagnostics must show each counter moved by its delta."""

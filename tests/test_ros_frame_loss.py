@@ -21,7 +21,7 @@ from dualtalk_ros.conversions import sec_to_stamp
 from dualtalk_ros.head_driver_node import HeadDriverNode
 from dualtalk_ros.params import to_parameters
 from dualtalk_ros.qos import reliable_qos
-from ros_helpers import Collector, spin_until
+from ros_helpers import Collector, latest_diagnostics, spin_until
 
 pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
@@ -34,11 +34,7 @@ def _frame(t: float) -> Blendshapes:
 
 
 def _last_counters(diag: Collector) -> dict[str, str]:
-    for arr in reversed(diag.msgs):
-        for st in arr.status:
-            if st.name.startswith("head_driver"):
-                return {kv.key: kv.value for kv in st.values}
-    return {}
+    return latest_diagnostics(diag, "head_driver")
 
 
 def test_burst_arrives_whole_and_drops_are_counted(ros_context):

@@ -114,7 +114,7 @@ def test_agent_speech_too_late_is_counted_in_frames_on_diagnostics(ros_context, 
     from dualtalk_ros.conversions import numpy_to_audio_chunk
     from dualtalk_ros.dualtalk_node import DualTalkNode
     from dualtalk_ros.qos import sensor_qos
-    from ros_helpers import Collector
+    from ros_helpers import Collector, latest_diagnostics
 
     with torch.random.fork_rng():
         torch.manual_seed(5)
@@ -139,12 +139,8 @@ def test_agent_speech_too_late_is_counted_in_frames_on_diagnostics(ros_context, 
             t0 + first * 1_000_000_000 // 16000), encoding="float32"))
 
     def late_frames() -> int | None:
-        for arr in reversed(diag.msgs):
-            for st in arr.status:
-                if st.name.startswith("dualtalk_node"):
-                    got = {kv.key: kv.value for kv in st.values}.get("agent_audio_late_frames")
-                    return None if got is None else int(got)
-        return None
+        got = latest_diagnostics(diag, "dualtalk_node").get("agent_audio_late_frames")
+        return None if got is None else int(got)
 
     try:
         assert spin_until(ex, lambda: partner.get_subscription_count() > 0

@@ -25,8 +25,8 @@ from std_msgs.msg import Empty
 from dualtalk_ros import topics
 from dualtalk_ros.conversions import int16_to_audio_chunk, ns_to_stamp, stamp_to_ns
 from dualtalk_ros.qos import reliable_qos, sensor_qos
-from ros_helpers import (Collector, entry_point, ros_env, spin_for, spin_until,
-                         write_alsa_file_playback)
+from ros_helpers import (Collector, entry_point, latest_diagnostics, ros_env, spin_for,
+                         spin_until, write_alsa_file_playback)
 
 pytestmark = pytest.mark.ros  # starts real rclpy nodes over DDS on loopback
 
@@ -71,11 +71,7 @@ class _WallCollector:
 
 
 def _last_values(diag: Collector) -> dict[str, int]:
-    for arr in reversed(diag.msgs):
-        for st in arr.status:
-            if st.name.startswith("voice_player"):
-                return {kv.key: int(float(kv.value)) for kv in st.values}
-    return {}
+    return {k: int(float(v)) for k, v in latest_diagnostics(diag, "voice_player").items()}
 
 
 def test_voice_plays_each_sample_at_its_index_and_stops_on_barge_in(tmp_path, ros_context):

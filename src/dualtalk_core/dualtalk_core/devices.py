@@ -104,6 +104,18 @@ def to_device(arrays: Sequence[np.ndarray | torch.Tensor], device: torch.device,
     return out
 
 
+@contextlib.contextmanager
+def true_fp32() -> Iterator[None]:
+    """fp32 that is fp32 on the GPU: cuDNN convolutions and CUDA matmuls default to TF32 on
+    Ampere and later, which would make an "fp32 reference" itself reduced precision."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work (for timing); nothing to do on CPU."""
     if device.type == "cuda":

@@ -36,10 +36,10 @@ from scipy.stats import skew
 
 from dualtalk_core import layout
 from dualtalk_core.data.face_stats import FaceStats
+from dualtalk_core.data.motion_io import check_track, read_track_npz
 from dualtalk_core.data.synth_face import listening_response
 from dualtalk_core.signals import speaking_mask
 
-MIN_FRAMES = 100
 IDENTITY_FRACTION = 0.5
 MIN_PHRASE_ENDS = 3
 LISTEN_DELAY_FRAMES = 5      # the synthetic personas' nod/smile delay, 0.1..0.3 s
@@ -74,24 +74,13 @@ def speaker_key(path: Path) -> str:
 
 def load_track(path: str | Path, use_audio: bool = True) -> RealTrack:
     """Read and check one ``.npz``: ``ValueError`` naming the file when exp/pose are missing or
-    misshaped, contain NaN/inf, or have fewer than :data:`MIN_FRAMES` frames."""
+    misshaped, contain NaN/inf, or have fewer than 100 frames
+    (:func:`dualtalk_core.data.motion_io.check_track`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"real track not found: {path}")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except Exception as exc:  # not an npz, corrupt zip
-        raise ValueError(f"{path}: unreadable as .npz ({type(exc).__name__}: {exc})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: unreadable as .npz (a single array, not exp/pose fields)")
-    with npz:  # names the missing or misshaped field
-        motion = layout.flame56_from_npz(npz, source=str(path))
-    bad = ~np.isfinite(motion).all(axis=1)
-    if bad.any():
-        raise ValueError(f"{path}: NaN/inf in {int(bad.sum())} frame(s) of exp/pose, first at "
-                         f"frame {int(np.argmax(bad))}")
-    if len(motion) < MIN_FRAMES:
-        raise ValueError(f"{path}: {len(motion)} frames, need at least {MIN_FRAMES}")
+    motion = read_track_npz(path)
+    check_track(path, motion, " of exp/pose")
     own = partner = None
     m = SIDE_RE.match(path.stem)
     if use_audio and m:

@@ -29,8 +29,8 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import lsq_linear
 
 from dualtalk_core import layout
+from dualtalk_core.data.motion_io import check_track, read_track_npz
 
-MIN_FRAMES = 100
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,7 @@ def pair_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
 def load_pair(npz: Path, npy: Path) -> PairedTrack:
     """Both tracks of one side, checked: fields, shape, NaN, >= 100 frames, same length (a
     difference of one frame is trimmed, as the data loader does)."""
-    try:
-        z = np.load(npz, allow_pickle=False)
-    except Exception as exc:
-        raise ValueError(f"{npz}: unreadable as .npz ({type(exc).__name__}: {exc})") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(f"{npz}: unreadable as .npz (a single array, not exp/pose fields)")
-    with z:
-        flame = layout.flame56_from_npz(z, source=str(npz)).astype(np.float64)
+    flame = read_track_npz(npz).astype(np.float64)
     try:
         arkit = np.asarray(np.load(npy, allow_pickle=False), np.float64)
     except Exception as exc:
@@ -131,12 +124,7 @@ def load_pair(npz: Path, npy: Path) -> PairedTrack:
         raise ValueError(f"{npy}: expected an ARKit [T, {width}] array ({layout.ARKIT61}), "
                          f"got {list(arkit.shape)}")
     for path, arr in ((npz, flame), (npy, arkit)):
-        bad = ~np.isfinite(arr).all(axis=1)
-        if bad.any():
-            raise ValueError(f"{path}: NaN/inf in {int(bad.sum())} frame(s), first at frame "
-                             f"{int(np.argmax(bad))}")
-        if len(arr) < MIN_FRAMES:
-            raise ValueError(f"{path}: {len(arr)} frames, need at least {MIN_FRAMES}")
+        check_track(path, arr)
     if abs(len(flame) - len(arkit)) > 1:
         raise ValueError(f"{npz}: {len(flame)} frames but {npy.name} has {len(arkit)} (the "
                          f"tracks must cover the same frames)")

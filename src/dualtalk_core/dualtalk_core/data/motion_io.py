@@ -37,6 +37,35 @@ def load_motion(path: str | Path, what: str = "motion") -> np.ndarray:
     raise ValueError(f"{path}: {what} must be .npz (exp/pose) or .npy [T, {DIM}]")
 
 
+MIN_TRACK_FRAMES = 100
+"""A real track shorter than this (4 s) is refused by ``calibrate`` and ``fit-map``: too few
+frames for per-dim statistics or a regression to mean anything."""
+
+
+def read_track_npz(path: Path) -> np.ndarray:
+    """A real track's ``.npz`` (``exp``/``pose``) -> [T, 56]; ``ValueError`` naming the file when
+    it is not an npz, holds a single array, or misses/misshapes a field."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:  # not an npz, corrupt zip
+        raise ValueError(f"{path}: unreadable as .npz ({type(exc).__name__}: {exc})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: unreadable as .npz (a single array, not exp/pose fields)")
+    with npz:  # names the missing or misshaped field
+        return flame56_from_npz(npz, source=str(path))
+
+
+def check_track(path: Path, track: np.ndarray, fields: str = "") -> None:
+    """``ValueError`` naming ``path`` when ``track`` [T, D] has a NaN/inf frame (``fields``: what
+    they are, for the message, e.g. ``" of exp/pose"``) or fewer than :data:`MIN_TRACK_FRAMES`."""
+    bad = ~np.isfinite(track).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{path}: NaN/inf in {int(bad.sum())} frame(s){fields}, first at "
+                         f"frame {int(np.argmax(bad))}")
+    if len(track) < MIN_TRACK_FRAMES:
+        raise ValueError(f"{path}: {len(track)} frames, need at least {MIN_TRACK_FRAMES}")
+
+
 def write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Like ``np.savez_compressed`` but with fixed zip timestamps."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:

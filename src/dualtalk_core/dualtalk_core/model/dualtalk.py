@@ -268,12 +268,19 @@ class ExpressiveSynthesisModule(nn.Module):
                                    self.config.alignment_period, x.device).repeat(x.shape[0], 1, 1)
             memory_mask = alignment_mask(x.shape[1], x.shape[1], x.device)
         x = self.synthesis_decoder(x, x, tgt_mask=tgt_mask, memory_mask=memory_mask)
-        if self.modulation_layer is not None:
-            mod = self.modulation_layer(x)
-            if self.config.modulation_activation == "relu":
-                mod = F.relu(mod)
-            x = x + self.config.modulation_scale * mod
-        return self.blendshape_predictor(x)
+        return modulate_and_predict(self, x)
+
+
+def modulate_and_predict(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The synthesis module's tail, one for the released and the live model (same weights
+    names): the optional modulation residual (``module.modulation_layer``, scaled by
+    ``config.modulation_scale``), then ``module.blendshape_predictor`` -> [B, T, 56]."""
+    if module.modulation_layer is not None:
+        mod = module.modulation_layer(x)
+        if module.config.modulation_activation == "relu":
+            mod = F.relu(mod)
+        x = x + module.config.modulation_scale * mod
+    return module.blendshape_predictor(x)
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:

@@ -38,7 +38,7 @@ from dualtalk_core.model.causal_attention import (CausalDecoderLayer, CausalEnco
                                                   CausalStack, KVCache, causal_mha)
 from dualtalk_core.model.causal_frontend import CausalAudioEncoder
 from dualtalk_core.model.config import DualTalkConfig, seconds_to_frames
-from dualtalk_core.model.dualtalk import check_batch
+from dualtalk_core.model.dualtalk import check_batch, modulate_and_predict
 
 #: the longest block of output frames computed in one go by ``step`` (bounds its allocations)
 MAX_STEP_FRAMES = 250
@@ -162,12 +162,7 @@ class ExpressiveSynthesisModule(nn.Module):
 
     def forward(self, x, q0: int, context: int, state: dict | None):
         x = self.synthesis_decoder(x, q0, context, state, "synthesis_decoder")
-        if self.modulation_layer is not None:
-            mod = self.modulation_layer(x)
-            if self.config.modulation_activation == "relu":
-                mod = F.relu(mod)
-            x = x + self.config.modulation_scale * mod
-        return self.blendshape_predictor(x)
+        return modulate_and_predict(self, x)
 
 
 class LiveDualTalk(nn.Module):
